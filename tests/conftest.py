@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny synthetic VOC-layout dataset made once per session, and the real VOC2007 set."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_VOC = Path(os.environ.get("SEGTUNE_VOC_ROOT", REPO.parent / "shared" / "data"))
+
+# Two cores: keep each test process from oversubscribing them.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small synthetic dataset in the VOCdevkit layout (24/12/12 images of 64 px), generated once."""
+    from seg.data.synthetic import make_synthetic_voc
+
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_voc(root, counts=(24, 12, 12), size=64, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def voc_root() -> Path:
+    """The genuine VOC2007 segmentation set; tests that need it are skipped where it is absent."""
+    if not (REAL_VOC / "VOCdevkit" / "VOC2007" / "ImageSets" / "Segmentation" / "train.txt").is_file():
+        pytest.skip(f"real VOC2007 not found at {REAL_VOC}")
+    return REAL_VOC
+
+
+@pytest.fixture
+def tiny_cfg(synthetic_root, tmp_path):
+    """A TrainConfig that trains in seconds on the CPU over the synthetic fixture."""
+    from seg.config import make_config
+
+    return make_config(
+        dict(dataset="voc", data_root=str(synthetic_root), image_size=32, batch_size=4, epochs=2, lr=1e-3,
+             cache_dir=str(tmp_path / "cache"), device="cpu", num_masks=2)
+    )

@@ -1,0 +1,1 @@
+"""Benchmarks: throughput of the training loop and wall time of searches (results written as JSON)."""

@@ -1,0 +1,1 @@
+"""segtune core library: data, models, losses, metrics and training for PASCAL VOC segmentation."""

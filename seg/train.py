@@ -1,0 +1,446 @@
+"""Training: `fit(cfg)` yields one metrics dict per epoch; `Trainer` holds the state a search checkpoints.
+
+The loop follows airbench rather than the paper's DataLoader: every split is decoded once into uint8 tensors on
+the training device, batches are sliced and augmented there, and the loss is read back once per epoch (no host
+sync per step). On CUDA it adds bf16 autocast, channels_last, cudnn.benchmark and fused Adam; on the CPU the same
+code runs with the levers that help there. The weights with the best `val_miou` are kept (the paper's "save the
+best model and load it after all epochs"), and the test split is evaluated at each new best, so every epoch's
+dict carries the test metrics of the checkpoint that would be reported.
+
+    python -m seg.train --config my.yaml --set lr=5e-4 --set epochs=30 --out results/one-run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from seg.config import ConfigError, TrainConfig, make_config
+from seg.data import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES, SplitData, class_pixel_counts, load_split
+from seg.data.augment import augment_batch, batch_indices, normalize
+from seg.losses import build_loss
+from seg.metrics import ConfusionMatrix
+from seg.models import build_model
+
+STATE_VERSION = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite: the run stops instead of training on garbage."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Device and the speed levers
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Levers:
+    """What the loop actually uses on this device, resolved from the config's auto/on/off switches."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None  # bf16 autocast or None
+    channels_last: bool
+    fused_optimizer: bool
+    compile_mode: str | None  # None, "default" or "reduce-overhead"
+
+    def describe(self) -> dict[str, Any]:
+        return {"device": str(self.device), "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+                "channels_last": self.channels_last, "fused_optimizer": self.fused_optimizer,
+                "compile": self.compile_mode or "off"}
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 in hardware (AVX512-BF16 / AMX); emulated bf16 is slower than fp32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
+
+
+def resolve_levers(cfg: TrainConfig) -> Levers:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was requested but torch.cuda.is_available() is False; "
+                           "set device: auto or cpu, or install a CUDA build of torch")
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
+    if cfg.amp == "bf16":
+        amp = torch.bfloat16
+    elif cfg.amp == "auto":
+        amp = torch.bfloat16 if (use_cuda and torch.cuda.is_bf16_supported()) or (not use_cuda and cpu_has_native_bf16()) else None
+    else:
+        amp = None
+    channels_last = cfg.channels_last != "off"
+    fused = cfg.fused_optimizer == "on" or (cfg.fused_optimizer == "auto" and use_cuda)
+    compile_mode = None if cfg.compile == "off" else cfg.compile
+    return Levers(device, amp, channels_last, fused and cfg.optimizer in ("adam", "adamw"), compile_mode)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Optimiser and schedule
+# ---------------------------------------------------------------------------------------------------------------
+def build_optimizer(cfg: TrainConfig, params, fused: bool) -> torch.optim.Optimizer:
+    extra = {"fused": True} if fused else {}
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+
+
+def lr_factor(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Multiplier of cfg.lr at optimiser step `step` (0-based): linear warm-up, then constant / cosine / poly."""
+    warmup = round(cfg.warmup_epochs * total_steps / cfg.epochs)
+    if step < warmup:
+        return 0.01 + 0.99 * step / warmup  # from lr/100 up to lr
+    if cfg.scheduler == "none":
+        return 1.0
+    floor = cfg.min_lr / cfg.lr
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.scheduler == "cosine" else (1 - progress) ** 0.9
+    return floor + (1 - floor) * shape
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One epoch of training, one pass of evaluation
+# ---------------------------------------------------------------------------------------------------------------
+def train_one_epoch(model, loss_fn, optimizer, scheduler, data: SplitData, cfg: TrainConfig, levers: Levers,
+                    order_gen: torch.Generator, aug_gen: torch.Generator) -> tuple[torch.Tensor, int]:
+    """Returns (sum of batch losses as a device tensor, number of images seen). No host sync inside."""
+    model.train()
+    loss_sum = torch.zeros((), device=levers.device, dtype=torch.float32)
+    seen = 0
+    for idx in batch_indices(len(data), cfg.batch_size, order_gen, shuffle=True, drop_last=True):
+        idx = idx.to(levers.device, non_blocking=True)
+        x, y = augment_batch(data.images[idx], data.masks[idx], cfg, aug_gen)  # (B,3,S,S) float, (B,S,S) long
+        if levers.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(levers.device.type, dtype=levers.amp_dtype or torch.float32, enabled=levers.amp_dtype is not None):
+            logits = model(x)  # (B,21,S,S)
+        loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.detach()
+        seen += len(idx)
+    return loss_sum, seen
+
+
+@torch.inference_mode()
+def evaluate(model, loss_fn, data: SplitData, levers: Levers, batch_size: int,
+             keep: int = 0) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """Loss and confusion-matrix metrics over a whole split; also the predictions of its first `keep` images."""
+    model.eval()
+    cm = ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX, device=levers.device)
+    loss_sum = torch.zeros((), device=levers.device, dtype=torch.float32)
+    kept = []
+    for start in range(0, len(data), batch_size):
+        x = normalize(data.images[start:start + batch_size])
+        y = data.masks[start:start + batch_size].long()
+        if levers.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(levers.device.type, dtype=levers.amp_dtype or torch.float32, enabled=levers.amp_dtype is not None):
+            logits = model(x)
+        loss_sum += loss_fn(logits.float(), y) * len(y)
+        pred = logits.argmax(1)
+        cm.update(pred, y)
+        if start < keep:
+            kept.append(pred[: keep - start].to(torch.uint8))
+    out = cm.compute()
+    metrics = {"loss": (loss_sum / len(data)).item(), "miou": out["miou"], "pixel_acc": out["pixel_acc"],
+               "iou": out["iou"].tolist()}
+    return metrics, (torch.cat(kept).cpu() if kept else None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The trainer: state a search can checkpoint and restore
+# ---------------------------------------------------------------------------------------------------------------
+class Trainer:
+    """Owns data, model, optimiser, schedule and the best checkpoint of one run.
+
+    `epochs()` yields one metrics dict per remaining epoch; `save`/`load` round-trip everything needed to continue
+    an interrupted run exactly where it stopped.
+    """
+
+    def __init__(self, cfg: TrainConfig, progress: bool = False):
+        self.cfg = cfg
+        self.progress = progress
+        self.levers = resolve_levers(cfg)
+        self.device_name = device_name(self.levers.device)
+        torch.manual_seed(cfg.seed)  # fixes init
+        if self.levers.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.data = self._load_data()
+        self.pixel_counts = class_pixel_counts(self.data["train"].masks)
+        self.model = self._build_model()
+        self.loss_fn = build_loss(cfg, self.pixel_counts.to(self.levers.device))
+        self.optimizer = build_optimizer(cfg, self.model.parameters(), self.levers.fused_optimizer)
+        self.steps_per_epoch = len(self.data["train"]) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"batch_size ({cfg.batch_size}) is larger than the training split "
+                              f"({len(self.data['train'])} images): lower batch_size")
+        total = self.steps_per_epoch * cfg.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(cfg, s, total))
+        # Data order on the CPU (randperm), augmentation on the training device: both seeded from cfg.seed.
+        self.order_gen = torch.Generator().manual_seed(cfg.seed)
+        self.aug_gen = torch.Generator(device=self.levers.device).manual_seed(cfg.seed + 1)
+        self.epoch = 0
+        self.best: dict[str, Any] = {}  # metrics of the best-val epoch (best_*, test_*, iou_*)
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_masks: dict[str, np.ndarray] | None = None
+        self.compiled = None
+
+    # -- construction ---------------------------------------------------------------------------------------------
+    def _load_data(self) -> dict[str, SplitData]:
+        cfg, dev = self.cfg, self.levers.device
+        data = {"train": load_split(cfg, cfg.train_split, dev), "val": load_split(cfg, cfg.val_split, dev)}
+        if cfg.test_split:
+            data["test"] = load_split(cfg, cfg.test_split, dev)
+        return data
+
+    def _build_model(self) -> nn.Module:
+        model = build_model(self.cfg).to(self.levers.device)
+        if self.levers.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    # -- the epoch loop ----------------------------------------------------------------------------------------------
+    def epochs(self) -> Iterator[dict[str, Any]]:
+        cfg, lv = self.cfg, self.levers
+        forward_model = self._compiled_model()
+        while self.epoch < cfg.epochs:
+            epoch = self.epoch + 1
+            if cfg.fail_at_epoch is not None and epoch == cfg.fail_at_epoch:
+                raise RuntimeError(f"injected failure at epoch {epoch} (fail_at_epoch is set in the config)")
+            t0 = time.perf_counter()
+            loss_sum, seen = train_one_epoch(forward_model, self.loss_fn, self.optimizer, self.scheduler,
+                                             self.data["train"], cfg, lv, self.order_gen, self.aug_gen)
+            train_loss = (loss_sum / self.steps_per_epoch).item()  # the one host sync of the epoch
+            train_seconds = time.perf_counter() - t0
+            if not math.isfinite(train_loss):
+                raise NonFiniteLossError(
+                    f"training loss became {train_loss} in epoch {epoch} (arch={cfg.arch}, lr={cfg.lr:g}, "
+                    f"optimizer={cfg.optimizer}): the run diverged; lower lr or add warmup_epochs")
+            val, _ = evaluate(forward_model, self.loss_fn, self.data["val"], lv, self._eval_batch())
+            self.epoch = epoch
+            if not self.best or val["miou"] > self.best["best_val_miou"]:
+                self._new_best(forward_model, val)
+            yield {
+                "epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_miou": val["miou"],
+                "val_pixel_acc": val["pixel_acc"], "lr": self.optimizer.param_groups[0]["lr"],
+                "images_per_s": seen / train_seconds, "seconds": time.perf_counter() - t0,
+                "compile_seconds": self._compile_seconds if epoch == 1 else 0.0,
+                **self.best, "pretrained": bool(getattr(self.model, "pretrained_loaded", False)),
+            }
+        if self.best_state is not None:  # the paper: load the best model after all epochs
+            self.model.load_state_dict(self.best_state)
+
+    def _eval_batch(self) -> int:
+        return max(self.cfg.batch_size, 32)
+
+    def _compiled_model(self):
+        self._compile_seconds = 0.0
+        if self.levers.compile_mode is None:
+            return self.model
+        if self.compiled is None:
+            t0 = time.perf_counter()
+            self.compiled = torch.compile(self.model, mode=self.levers.compile_mode)
+            # Compile now on one batch-shaped input so the cost is reported apart from the epoch's throughput.
+            x = torch.zeros(self.cfg.batch_size, 3, self.cfg.image_size, self.cfg.image_size, device=self.levers.device)
+            if self.levers.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            was_training = self.model.training
+            with torch.autocast(self.levers.device.type, dtype=self.levers.amp_dtype or torch.float32,
+                                enabled=self.levers.amp_dtype is not None):
+                self.compiled(x).float().sum().backward()
+            self.model.zero_grad(set_to_none=True)
+            self.model.train(was_training)
+            self._compile_seconds = time.perf_counter() - t0
+        return self.compiled
+
+    def _new_best(self, model, val: dict[str, Any]) -> None:
+        self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        best = {"best_epoch": self.epoch, "best_val_miou": val["miou"], "best_val_pixel_acc": val["pixel_acc"],
+                "test_miou": float("nan"), "test_pixel_acc": float("nan")}
+        iou = [float("nan")] * NUM_CLASSES
+        if "test" in self.data:
+            test, _ = evaluate(model, self.loss_fn, self.data["test"], self.levers, self._eval_batch())
+            best.update(test_miou=test["miou"], test_pixel_acc=test["pixel_acc"])
+            iou = test["iou"]
+        best.update({f"iou_{name}": v for name, v in zip(VOC_CLASSES, iou)})
+        self.best = best
+        self._keep_masks(model)
+
+    def _keep_masks(self, model) -> None:
+        n = min(self.cfg.num_masks, len(self.data["val"]))
+        if n == 0:
+            return
+        val = self.data["val"]
+        _, pred = evaluate(model, self.loss_fn, SplitData(val.images[:n], val.masks[:n], val.ids[:n]),
+                           self.levers, n, keep=n)
+        self.best_masks = {
+            "ids": np.array(val.ids[:n]), "images": val.images[:n].permute(0, 2, 3, 1).cpu().numpy(),
+            "gt": val.masks[:n].cpu().numpy(), "pred": pred.numpy(), "epoch": np.array(self.epoch),
+        }
+
+    # -- state ---------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION, "config": self.cfg.model_dump(mode="json"), "epoch": self.epoch,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "best": dict(self.best), "best_state": self.best_state,
+            "order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "best_masks": None if self.best_masks is None else
+            {k: torch.from_numpy(v) if k != "ids" else list(map(str, v)) for k, v in self.best_masks.items()},
+        }
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        if sd.get("version") != STATE_VERSION:
+            raise ValueError(f"checkpoint format {sd.get('version')} is not {STATE_VERSION}; start the run afresh")
+        self.model.load_state_dict(sd["model"])
+        self.optimizer.load_state_dict(sd["optimizer"])
+        self.scheduler.load_state_dict(sd["scheduler"])
+        self.epoch = int(sd["epoch"])
+        self.best = dict(sd["best"])
+        self.best_state = sd["best_state"]
+        self.order_gen.set_state(sd["order_gen"])
+        self.aug_gen.set_state(sd["aug_gen"])
+        torch.set_rng_state(sd["torch_rng"])
+        bm = sd.get("best_masks")
+        self.best_masks = None if bm is None else {
+            k: np.array(v) if k == "ids" else v.numpy() for k, v in bm.items()}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Atomic: a crash mid-write leaves the previous file intact."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        self.load_state_dict(torch.load(path, map_location=self.levers.device, weights_only=True))
+
+    def save_masks(self, path: str | os.PathLike) -> bool:
+        """Writes the best epoch's masks (.npz, format in docs/DESIGN.md); False when there are none yet."""
+        if self.best_masks is None:
+            return False
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, **self.best_masks)
+        os.replace(tmp, path)
+        return True
+
+
+def fit(cfg: TrainConfig, resume_from: str | os.PathLike | None = None) -> Iterator[dict[str, Any]]:
+    """Train one model; yields one metrics dict per epoch (continuing after `resume_from` when given)."""
+    trainer = Trainer(cfg)
+    if resume_from is not None:
+        trainer.load(resume_from)
+    yield from trainer.epochs()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------------------------
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set lr=5e-4")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def load_config_file(path: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    import yaml
+
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of TrainConfig fields at the top level")
+    return make_config({**data, **overrides}, source=path or "--set")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m seg.train", description="Train one segmentation model.")
+    ap.add_argument("--config", help="YAML file of TrainConfig fields")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
+    ap.add_argument("--out", default=None, help="output folder (default results/train/<arch>-seed<seed>)")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config_file(args.config, parse_overrides(args.set)).resolved()
+        out = Path(args.out or f"results/train/{cfg.arch}-seed{cfg.seed}")
+        return run_cli(cfg, out)
+    except (ConfigError, ValueError, RuntimeError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run_cli(cfg: TrainConfig, out: Path) -> int:
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg)
+    state = out / "state.pt"
+    if state.exists():  # rerunning the same command continues the run
+        trainer.load(state)
+        print(f"resuming from {state} at epoch {trainer.epoch}")
+    print(f"training {cfg.arch} on {trainer.device_name} with {trainer.levers.describe()}")
+    m = None
+    with open(out / "metrics.jsonl", "a") as log, tqdm(total=cfg.epochs, initial=trainer.epoch, unit="epoch") as bar:
+        for m in trainer.epochs():
+            log.write(json.dumps(m) + "\n")
+            log.flush()
+            trainer.save(state)
+            if m["best_epoch"] == m["epoch"]:
+                torch.save(trainer.best_state, out / "best.pt")
+                trainer.save_masks(out / "masks.npz")
+            bar.set_postfix(loss=f"{m['train_loss']:.3f}", val_miou=f"{m['val_miou']:.3f}",
+                            best=f"{m['best_val_miou']:.3f}", ips=f"{m['images_per_s']:.0f}")
+            bar.update(1)
+    if m is None:
+        print(f"{out} already holds all {cfg.epochs} epochs; nothing to do (delete it or raise epochs to train more)")
+        return 0
+    summary = {"config": cfg.model_dump(mode="json"), "levers": trainer.levers.describe(),
+               "device_name": trainer.device_name, **{k: v for k, v in m.items()}}
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out / "summary.json")
+    print(f"best epoch {m['best_epoch']}: val mIoU {m['best_val_miou']:.4f}, pixel acc {m['best_val_pixel_acc']:.4f}; "
+          f"test mIoU {m['test_miou']:.4f}, pixel acc {m['test_pixel_acc']:.4f}  -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

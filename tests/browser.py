@@ -1,0 +1,61 @@
+"""Headless Chromium for tests: load a local HTML file, dump the DOM after its scripts ran, take a screenshot.
+
+Debian's `/usr/bin/chromium` (apt-get install chromium) or any chromium/chrome on PATH; `find_chromium()` is None
+when there is none, and tests skip with that reason. Every run gets a fresh profile and no network features.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio"]
+SKIP_REASON = "chromium is not installed (apt-get install -y chromium, or set SEGTUNE_CHROMIUM=/path/to/chrome)"
+
+
+def find_chromium() -> str | None:
+    env = os.environ.get("SEGTUNE_CHROMIUM")
+    if env:
+        return env if Path(env).is_file() else None
+    if Path("/usr/bin/chromium").is_file():
+        return "/usr/bin/chromium"
+    return next((p for p in map(shutil.which, CANDIDATES) if p), None)
+
+
+@dataclass
+class Rendered:
+    dom: str  # document.documentElement.outerHTML after the scripts ran
+    log: str  # chromium's stderr, console messages included
+    screenshot: Path | None
+
+
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="segtune-chromium-") as profile:
+        cmd = [find_chromium() or "chromium", *FLAGS, f"--user-data-dir={profile}", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def render(page: Path, screenshot: Path | None = None, window: tuple[int, int] = (1400, 3000),
+           budget_ms: int = 5000, timeout: float = 180) -> Rendered:
+    """Runs chromium twice on `page`: --dump-dom (with console logging) and, if asked, --screenshot."""
+    url = Path(page).resolve().as_uri()
+    size = f"--window-size={window[0]},{window[1]}"
+    dump = _run(["--enable-logging=stderr", "--v=0", f"--virtual-time-budget={budget_ms}", size, "--dump-dom", url],
+                timeout)
+    if dump.returncode != 0 or "<html" not in dump.stdout:
+        raise RuntimeError(f"chromium --dump-dom failed (rc {dump.returncode}):\n{dump.stderr[-3000:]}")
+    shot = None
+    if screenshot is not None:
+        screenshot = Path(screenshot).resolve()
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        res = _run([f"--virtual-time-budget={budget_ms}", size, f"--screenshot={screenshot}", url], timeout)
+        if res.returncode != 0 or not screenshot.is_file():
+            raise RuntimeError(f"chromium --screenshot failed (rc {res.returncode}):\n{res.stderr[-3000:]}")
+        shot = screenshot
+    return Rendered(dump.stdout, dump.stderr, shot)

@@ -1,0 +1,259 @@
+"""The HTML report: built from a hand-made experiment folder in the documented formats (docs/DESIGN.md),
+it carries the right numbers, degrades on thin inputs, and renders without JavaScript errors in Chromium."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from plotly.offline import get_plotlyjs
+
+from browser import SKIP_REASON, find_chromium, render
+from search.paper_table4 import FIXED_NAMES, TABLE4
+from search.report import (VOC_CLASSES, load_experiment, main, mask_png, pareto_front, param_importances,
+                           write_report)
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+FIGURES = ["fig-table4", "fig-curves", "fig-heatmap", "fig-parcoords", "fig-importance", "fig-efficiency",
+           "fig-cost"]
+
+# name, kind, status, arch, lr, epochs (config), epochs run, best val mIoU
+TRIALS = [
+    ("baseline", "fixed", "completed", "fcn", 1e-3, 20, 20, 0.0612),
+    ("4a", "fixed", "completed", "fcn", 5e-4, 30, 30, 0.0571),
+    ("4b", "fixed", "completed", "fcn", 5e-4, 50, 50, 0.0533),
+    ("4c", "fixed", "completed", "fcn", 5e-4, 50, 50, 0.0498),
+    ("5a", "fixed", "completed", "fcn_dilated", 5e-4, 50, 50, 0.0467),
+    ("5b", "fixed", "completed", "resnet34_fcn", 5e-4, 50, 50, 0.1304),
+    ("5c", "fixed", "completed", "unet", 1e-4, 50, 50, 0.0702),
+    ("search-0000", "searched", "completed", "resnet34_fcn", 2e-3, 40, 40, 0.1851),
+    ("search-0001", "searched", "pruned", "unet", 3e-2, 40, 4, 0.0211),
+    ("search-0002", "searched", "failed", "fcn", 1e-1, 40, 2, float("nan")),
+    ("search-0003", "searched", "completed", "fcn", 8e-4, 40, 40, 0.0802),
+]
+SIZE, N_MASKS = 32, 3  # px, val images per masks file
+
+
+def trial_id(i: int) -> str:
+    return f"t{i:04d}"
+
+
+def fabricate(root: Path, trials=TRIALS, meta: bool = True, masks=("baseline", "search-0000"),
+              history: bool = True, seeds: bool = False) -> Path:
+    """A realistic experiment folder: experiment.json, leaderboard/history Parquet and a few masks files."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    rows, hist = [], []
+    for i, (name, kind, status, arch, lr, epochs, run, best) in enumerate(trials):
+        ok = status != "failed" and best == best  # NaN scores: a trial that reported nothing usable
+        iou = rng.uniform(0, 2 * best, 21) if ok else np.full(21, np.nan)
+        if ok:
+            iou[0], iou[5] = 0.72, np.nan  # background; a class never seen
+        row = dict(
+            trial_id=trial_id(i), name=name, kind=kind, status=status,
+            pruned_at_epoch=run if status == "pruned" else None,
+            error="RuntimeError: loss became NaN at epoch 2" if status == "failed" else None,
+            dataset="voc", year="2007", image_size=SIZE, arch=arch, activation="tanh" if arch == "fcn_dilated" else "relu",
+            width=1.0, class_weights="none" if name in ("baseline", "4a") else "background", lr=lr,
+            weight_decay=[0.0, 1e-4, 1e-3][i % 3], batch_size=16, epochs=epochs, flip=i % 2 == 0,
+            synthetic_counts="(100, 50, 50)", device="cpu", seed=0, bg_weight=None if i % 2 else 0.1,
+            epochs_run=run, best_epoch=max(1, run - 2) if ok else None, best_val_miou=best,
+            val_pixel_acc=0.70 + best / 10 if ok else np.nan, test_miou=best * 0.9 if ok else np.nan,
+            test_pixel_acc=0.68 + best / 10 if ok else np.nan,
+            **{f"iou_{c}": v for c, v in zip(VOC_CLASSES, iou)},
+            train_loss=0.8, val_loss=1.1, wall_seconds=run * (3.0 + i), gpu_seconds=0.0, images_per_s=120.0 + i,
+            compile_seconds=0.0, git_commit="abc1234", versions=json.dumps({"torch": "2.x"}),
+            config_json=json.dumps({"arch": arch, "lr": lr}), hostname="node0", device_name="cpu",
+            started_at=f"2026-11-24T10:{i:02d}:00+00:00", finished_at=f"2026-11-24T11:{i:02d}:00+00:00",
+        )
+        if seeds:
+            row.update(seed_group=f"g{i // 2}", val_miou_mean=best, val_miou_std=0.004, test_miou_mean=best * 0.9,
+                       test_miou_std=0.005, n_seeds=3)
+        rows.append(row)
+        for e in range(1, run + 1):
+            hist.append(dict(trial_id=trial_id(i), name=name, epoch=e, train_loss=2.0 / e, val_loss=2.2 / e ** 0.5,
+                             val_miou=best * (1 - 0.5 ** e), val_pixel_acc=0.7 * (1 - 0.3 ** e), lr=lr, seconds=3.0))
+    lb = pd.DataFrame(rows)
+    lb["pruned_at_epoch"] = lb["pruned_at_epoch"].astype("Int64")
+    lb.to_parquet(root / "leaderboard.parquet")
+    pd.DataFrame(hist if history else [], columns=None if history else ["trial_id", "name", "epoch"]).to_parquet(
+        root / "history.parquet")
+    if meta:
+        (root / "experiment.json").write_text(json.dumps(dict(
+            name="fabricated", space="spaces/paper.yaml", space_hash="0123456789abcdef", dataset="voc",
+            image_size=SIZE, split_sizes={"train": 209, "val": 213, "test": 210},
+            hardware={"cpus": 2, "gpus": 0, "gpu_names": []}, started="2026-11-24T10:00:00+00:00",
+            finished="2026-11-24T11:30:00+00:00", versions={"torch": "2.x"})))
+    ids = [r["trial_id"] for r in rows if r["name"] in masks]
+    if ids:
+        (root / "masks").mkdir(exist_ok=True)
+        images = rng.integers(0, 255, (N_MASKS, SIZE, SIZE, 3), dtype=np.uint8)
+        gt = np.zeros((N_MASKS, SIZE, SIZE), np.uint8)
+        gt[:, 8:24, 8:24] = 15  # a person
+        gt[:, 7, :] = 255
+        for k, t in enumerate(ids):
+            pred = gt.copy()
+            pred[pred == 255] = 0
+            pred[:, :4] = 3 + k
+            np.savez_compressed(root / "masks" / f"{t}.npz", ids=np.array([f"2007_{j:06d}" for j in range(N_MASKS)]),
+                                images=images, gt=gt, pred=pred, epoch=np.array(7))
+    return root
+
+
+def section(page: str, sid: str) -> str:
+    m = re.search(rf'<section id="{sid}">(.*?)</section>', page, re.S)
+    assert m, f"section {sid} missing"
+    return m.group(1)
+
+
+def text(fragment: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fragment))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[Path, str]:
+    exp = fabricate(tmp_path_factory.mktemp("exp") / "fabricated")
+    out = write_report(exp)
+    return out, out.read_text()
+
+
+def test_report_is_written_atomically_as_one_self_contained_page(report):
+    out, page = report
+    assert out.name == "report.html" and not list(out.parent.glob("*.tmp"))
+    assert "<script src=" not in page and page.count(get_plotlyjs()) == 1  # offline, plotly.js inlined once
+    assert out.stat().st_size < 8e6
+    for sid in ("overview", "leaderboard", "table4", "curves", "gallery", "heatmap", "hyperparameters",
+                "efficiency", "cost"):
+        section(page, sid)
+    for fig in FIGURES:
+        assert f'id="{fig}"' in page, fig
+
+
+def test_header_counts_statuses_and_names_the_best_trial(report):
+    head = section(report[1], "overview")
+    counts = text(re.search(r'<span id="status-counts">(.*?)</span></dd>', head, re.S).group(1))
+    assert "completed 9" in counts and "pruned 1" in counts and "failed 1" in counts
+    assert re.search(r'<b id="best-trial">search-0000</b>', head)
+    assert "0.1851" in head
+    assert "voc 2007 at 32x32 px; train/val/test = 209/213/210 images" in text(head)
+    assert "fabricated" in head
+
+
+def test_table4_holds_paper_trial_and_difference(report):
+    t4 = section(report[1], "table4")
+    assert "32x32 px" in t4 and "224x224" in t4
+    for name, (label, paper) in TABLE4.items():
+        row = re.search(rf'<tr data-model="{name}">(.*?)</tr>', t4, re.S).group(1)
+        ours = next(t for t in TRIALS if t[0] == name)[7]
+        assert f"{paper['best_val_miou']:.5f}" in row and f"{paper['test_pixel_acc']:.5f}" in row
+        assert f"{ours:.5f}" in row
+        assert f"{ours - paper['best_val_miou']:+.5f}" in row
+        assert f"{ours * 0.9 - paper['test_miou']:+.5f}" in row
+
+
+def test_leaderboard_has_filters_iou_toggle_and_every_trial(report):
+    lb = section(report[1], "leaderboard")
+    assert len(re.findall(r"<tr data-status=", lb)) == len(TRIALS)
+    for f in ("status", "arch", "kind"):
+        assert f'data-filter="{f}"' in lb
+    assert 'data-toggle="iou"' in lb and 'class="iou"' in lb and "tvmonitor" in lb
+    assert "loss became NaN" in lb
+
+
+def test_curves_gallery_and_importance(report):
+    page = report[1]
+    curves = section(page, "curves")
+    assert "pruned" in curves and 'id="curve-select"' in curves
+    gal = section(page, "gallery")
+    assert gal.count('data-trial="') == 2  # baseline and search-0000 have masks
+    assert gal.count("data:image/png;base64") == 2 * N_MASKS + N_MASKS  # ground truth + predictions
+    assert "aeroplane" in gal and "tvmonitor" in gal
+    hp = section(page, "hyperparameters")
+    assert "fANOVA over 9 completed trials" in hp or "PED-ANOVA" in hp
+
+
+def test_mask_thumbnails_use_the_voc_palette():
+    mask = np.full((8, 8), 15, np.uint8)
+    mask[0, 0], mask[0, 1] = 0, 255
+    uri = mask_png(mask)
+    img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
+    assert img.getpixel((2, 2)) == (192, 128, 128)  # person
+    assert img.getpixel((0, 0)) == (0, 0, 0) and img.getpixel((1, 0)) == (224, 224, 192)  # background, void
+
+
+def test_pareto_front():
+    cost = np.array([10, 20, 30, 40, 15.0])
+    score = np.array([0.1, 0.3, 0.2, 0.4, 0.05])
+    assert pareto_front(cost, score).tolist() == [0, 1, 3]
+
+
+def test_importance_needs_enough_completed_trials(tmp_path):
+    exp = load_experiment(fabricate(tmp_path / "e", trials=TRIALS[:3] + TRIALS[8:10]))
+    imp, why = param_importances(exp.lb)
+    assert imp == {} and "at least 4 completed" in why
+
+
+@pytest.mark.parametrize("case", ["one_trial", "no_fixed", "no_masks", "no_experiment_json", "empty_history",
+                                  "all_nan", "empty_folder", "seeds"])
+def test_degenerate_inputs_still_render(tmp_path, case):
+    kw = {"one_trial": dict(trials=TRIALS[7:8]), "no_fixed": dict(trials=TRIALS[7:]), "no_masks": dict(masks=()),
+          "no_experiment_json": dict(meta=False), "empty_history": dict(history=False), "seeds": dict(seeds=True),
+          "all_nan": dict(trials=[t[:7] + (float("nan"),) for t in TRIALS[7:]])}.get(case, {})
+    exp = tmp_path / "e"
+    if case == "empty_folder":
+        exp.mkdir()
+    else:
+        fabricate(exp, **kw)
+    page = write_report(exp).read_text()
+    assert "could not be built" not in page
+    empty = {sid: 'class="empty"' in section(page, sid) for sid in ("table4", "gallery", "curves", "hyperparameters")}
+    if case == "one_trial":
+        assert empty["table4"] and empty["hyperparameters"] and not empty["gallery"]
+    if case == "no_fixed":
+        assert "No fixed trial" in section(page, "table4")
+    if case == "no_masks":
+        assert empty["gallery"] and "no masks/ folder" in section(page, "gallery")
+    if case == "no_experiment_json":
+        assert "experiment.json is missing" in section(page, "overview")
+        assert "voc 2007 at 32x32 px" in text(section(page, "overview"))
+    if case == "empty_history":
+        assert "No per-epoch history" in section(page, "curves")
+    if case == "empty_folder":
+        assert "No trial has finished yet" in section(page, "leaderboard")
+        assert all(empty.values())
+    if case == "seeds":
+        seeds = section(page, "leaderboard")
+        assert "Seed-robust ranking" in seeds and "0.1851 ± 0.0040" in seeds
+
+
+def test_cli_writes_the_report_and_never_imports_ray(tmp_path):
+    exp = fabricate(tmp_path / "e", trials=TRIALS[:2], masks=())
+    assert main([str(exp)]) == 0 and (exp / "report.html").is_file()
+    assert main([str(tmp_path / "missing")]) == 2
+    code = "import sys, search.report; assert 'ray' not in sys.modules, 'ray was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+@pytest.mark.skipif(find_chromium() is None, reason=SKIP_REASON)
+def test_report_renders_in_headless_chromium_without_js_errors(report):
+    out, _ = report
+    shot = ARTIFACTS / "report.png"
+    res = render(out, screenshot=shot, window=(1400, 3000), budget_ms=8000)
+    html_tag = re.search(r"<html[^>]*>", res.dom).group(0)
+    assert 'data-js-errors=""' in html_tag, html_tag
+    assert 'data-report-ready="1"' in html_tag, "the page's own script did not run to its end"
+    assert "Uncaught" not in res.log, res.log[-2000:]
+    starts = sorted((res.dom.index(f'id="{fig}"'), fig) for fig in FIGURES)
+    for (start, fig), (end, _) in zip(starts, starts[1:] + [(len(res.dom), None)]):
+        assert 'class="main-svg"' in res.dom[start:end], f"{fig} did not render"  # plotly drew its SVG there
+    assert shot.stat().st_size > 50_000
+    (ARTIFACTS / "report.html").write_bytes(out.read_bytes())

@@ -1,0 +1,121 @@
+"""The training loop: learns, is reproducible, reports the best checkpoint, resumes exactly, stops on NaN."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seg.config import make_config
+from seg.train import NonFiniteLossError, Trainer, evaluate, lr_factor, main
+
+
+def run(cfg, n=None):
+    t = Trainer(cfg)
+    return t, [m for _, m in zip(range(n or cfg.epochs), t.epochs())]
+
+
+def test_two_epochs_lower_the_loss_and_report_the_vocabulary(tiny_cfg):
+    cfg = tiny_cfg.model_copy(update={"epochs": 3, "lr": 3e-3})
+    _, hist = run(cfg)
+    assert [m["epoch"] for m in hist] == [1, 2, 3]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    keys = {"epoch", "train_loss", "val_loss", "val_miou", "val_pixel_acc", "lr", "images_per_s", "seconds",
+            "compile_seconds", "best_epoch", "best_val_miou", "best_val_pixel_acc", "test_miou", "test_pixel_acc",
+            "iou_background", "iou_tvmonitor", "pretrained"}
+    assert keys <= set(hist[0])
+    assert all(0 <= m["val_miou"] <= 1 and 0 <= m["val_pixel_acc"] <= 1 for m in hist)
+
+
+def test_same_seed_same_metrics_other_seed_differs(tiny_cfg):
+    a = run(tiny_cfg)[1]
+    b = run(tiny_cfg)[1]
+    c = run(tiny_cfg.model_copy(update={"seed": 1}))[1]
+    pick = lambda h: [(m["train_loss"], m["val_loss"], m["val_miou"]) for m in h]  # noqa: E731
+    assert pick(a) == pick(b)
+    assert pick(a) != pick(c)
+
+
+def test_reported_test_metrics_are_those_of_the_best_val_checkpoint(tiny_cfg):
+    cfg = tiny_cfg.model_copy(update={"epochs": 3})
+    t, hist = run(cfg)
+    best = max(hist, key=lambda m: m["val_miou"])
+    assert hist[-1]["best_epoch"] == best["epoch"]
+    assert hist[-1]["best_val_miou"] == pytest.approx(best["val_miou"])
+    # after the last epoch the trainer holds the best weights (the paper's "load the best model")
+    test, _ = evaluate(t.model, t.loss_fn, t.data["test"], t.levers, 32)
+    assert test["miou"] == pytest.approx(hist[-1]["test_miou"], abs=1e-6)
+    val, _ = evaluate(t.model, t.loss_fn, t.data["val"], t.levers, 32)
+    assert val["miou"] == pytest.approx(best["val_miou"], abs=1e-6)
+
+
+def test_save_and_load_continue_exactly(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.model_copy(update={"epochs": 3, "flip": True, "scheduler": "cosine", "scale_max": 1.5})
+    _, straight = run(cfg)
+    first, hist = run(cfg, n=1)
+    first.save(tmp_path / "state.pt")
+    second = Trainer(cfg)
+    second.load(tmp_path / "state.pt")
+    hist += list(second.epochs())
+    assert [m["epoch"] for m in hist] == [1, 2, 3]
+    for a, b in zip(straight, hist):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["val_miou"] == pytest.approx(b["val_miou"], rel=1e-6)
+
+
+def test_nan_loss_stops_the_run(tiny_cfg):
+    t = Trainer(tiny_cfg)
+    with torch.no_grad():
+        next(iter(t.model.parameters())).fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="diverged"):
+        next(t.epochs())
+
+
+def test_injected_failure(tiny_cfg):
+    t = Trainer(tiny_cfg.model_copy(update={"fail_at_epoch": 2}))
+    it = t.epochs()
+    next(it)
+    with pytest.raises(RuntimeError, match="injected failure at epoch 2"):
+        next(it)
+
+
+def test_best_masks_are_kept(tiny_cfg, tmp_path):
+    t, hist = run(tiny_cfg)
+    assert t.save_masks(tmp_path / "m.npz")
+    z = np.load(tmp_path / "m.npz")
+    n, s = tiny_cfg.num_masks, tiny_cfg.image_size
+    assert z["images"].shape == (n, s, s, 3) and z["gt"].shape == z["pred"].shape == (n, s, s)
+    assert int(z["epoch"]) == hist[-1]["best_epoch"]
+    assert list(z["ids"]) == t.data["val"].ids[:n]
+
+
+@pytest.mark.parametrize("scheduler", ["none", "cosine", "poly"])
+def test_lr_schedule(scheduler):
+    cfg = make_config(dict(lr=1e-2, min_lr=1e-4, scheduler=scheduler, warmup_epochs=1, epochs=10))
+    f = [lr_factor(cfg, s, 100) for s in range(100)]
+    assert f[0] == pytest.approx(0.01) and f[10] == pytest.approx(1.0)  # warm-up over the first epoch
+    if scheduler == "none":
+        assert f[-1] == 1.0
+    else:
+        assert f[-1] < 0.1 and all(a >= b for a, b in zip(f[10:], f[11:]))
+        assert f[-1] >= 1e-4 / 1e-2
+
+
+def test_cli_writes_metrics_and_resumes(tiny_cfg, tmp_path, capsys):
+    cfgfile = tmp_path / "c.yaml"
+    cfgfile.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in tiny_cfg.model_dump(mode="json").items()))
+    out = tmp_path / "run"
+    assert main(["--config", str(cfgfile), "--set", "epochs=1", "--out", str(out)]) == 0
+    assert main(["--config", str(cfgfile), "--set", "epochs=2", "--out", str(out)]) == 0  # continues
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2]
+    summary = json.loads((out / "summary.json").read_text())
+    assert math.isfinite(summary["best_val_miou"]) and (out / "best.pt").exists()
+    assert "resuming" in capsys.readouterr().out
+
+
+def test_cli_rejects_unknown_key(tmp_path, capsys):
+    assert main(["--set", "learning_rate=1"]) == 2
+    assert "unknown key 'learning_rate'" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 Debian's `/usr/bin/chromium` (apt-get install chromium) or any chromium/chrome on PATH; `find_chromium()` is None
 when there is none, and tests skip with that reason. Every run gets a fresh profile and no network features.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,10 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio"]
-SKIP_REASON = "chromium is not installed (apt-get install -y chromium, or set SEGTUNE_CHROMIUM=/path/to/chrome)"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--mute-audio",
+]
+SKIP_REASON = (
+    "chromium is not installed (apt-get install -y chromium, or set SEGTUNE_CHROMIUM=/path/to/chrome)"
+)
 
 
 def find_chromium() -> str | None:
@@ -41,13 +54,20 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
-def render(page: Path, screenshot: Path | None = None, window: tuple[int, int] = (1400, 3000),
-           budget_ms: int = 5000, timeout: float = 180) -> Rendered:
+def render(
+    page: Path,
+    screenshot: Path | None = None,
+    window: tuple[int, int] = (1400, 3000),
+    budget_ms: int = 5000,
+    timeout: float = 180,
+) -> Rendered:
     """Runs chromium twice on `page`: --dump-dom (with console logging) and, if asked, --screenshot."""
     url = Path(page).resolve().as_uri()
     size = f"--window-size={window[0]},{window[1]}"
-    dump = _run(["--enable-logging=stderr", "--v=0", f"--virtual-time-budget={budget_ms}", size, "--dump-dom", url],
-                timeout)
+    dump = _run(
+        ["--enable-logging=stderr", "--v=0", f"--virtual-time-budget={budget_ms}", size, "--dump-dom", url],
+        timeout,
+    )
     if dump.returncode != 0 or "<html" not in dump.stdout:
         raise RuntimeError(f"chromium --dump-dom failed (rc {dump.returncode}):\n{dump.stderr[-3000:]}")
     shot = None

@@ -1,5 +1,6 @@
 """The HTML report: built from a hand-made experiment folder in the documented formats (docs/DESIGN.md),
 it carries the right numbers, degrades on thin inputs, and renders without JavaScript errors in Chromium."""
+
 from __future__ import annotations
 
 import base64
@@ -17,14 +18,28 @@ from PIL import Image
 from plotly.offline import get_plotlyjs
 
 from browser import SKIP_REASON, find_chromium, render
-from search.paper_table4 import FIXED_NAMES, TABLE4
-from search.report import (VOC_CLASSES, load_experiment, main, mask_png, pareto_front, param_importances,
-                           write_report)
+from search.paper_table4 import TABLE4
+from search.report import (
+    VOC_CLASSES,
+    load_experiment,
+    main,
+    mask_png,
+    pareto_front,
+    param_importances,
+    write_report,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-FIGURES = ["fig-table4", "fig-curves", "fig-heatmap", "fig-parcoords", "fig-importance", "fig-efficiency",
-           "fig-cost"]
+FIGURES = [
+    "fig-table4",
+    "fig-curves",
+    "fig-heatmap",
+    "fig-parcoords",
+    "fig-importance",
+    "fig-efficiency",
+    "fig-cost",
+]
 
 # name, kind, status, arch, lr, epochs (config), epochs run, best val mIoU
 TRIALS = [
@@ -47,8 +62,14 @@ def trial_id(i: int) -> str:
     return f"t{i:04d}"
 
 
-def fabricate(root: Path, trials=TRIALS, meta: bool = True, masks=("baseline", "search-0000"),
-              history: bool = True, seeds: bool = False) -> Path:
+def fabricate(
+    root: Path,
+    trials=TRIALS,
+    meta: bool = True,
+    masks=("baseline", "search-0000"),
+    history: bool = True,
+    seeds: bool = False,
+) -> Path:
     """A realistic experiment folder: experiment.json, leaderboard/history Parquet and a few masks files."""
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
@@ -59,40 +80,96 @@ def fabricate(root: Path, trials=TRIALS, meta: bool = True, masks=("baseline", "
         if ok:
             iou[0], iou[5] = 0.72, np.nan  # background; a class never seen
         row = dict(
-            trial_id=trial_id(i), name=name, kind=kind, status=status,
+            trial_id=trial_id(i),
+            name=name,
+            kind=kind,
+            status=status,
             pruned_at_epoch=run if status == "pruned" else None,
             error="RuntimeError: loss became NaN at epoch 2" if status == "failed" else None,
-            dataset="voc", year="2007", image_size=SIZE, arch=arch, activation="tanh" if arch == "fcn_dilated" else "relu",
-            width=1.0, class_weights="none" if name in ("baseline", "4a") else "background", lr=lr,
-            weight_decay=[0.0, 1e-4, 1e-3][i % 3], batch_size=16, epochs=epochs, flip=i % 2 == 0,
-            synthetic_counts="(100, 50, 50)", device="cpu", seed=0, bg_weight=None if i % 2 else 0.1,
-            epochs_run=run, best_epoch=max(1, run - 2) if ok else None, best_val_miou=best,
-            val_pixel_acc=0.70 + best / 10 if ok else np.nan, test_miou=best * 0.9 if ok else np.nan,
+            dataset="voc",
+            year="2007",
+            image_size=SIZE,
+            arch=arch,
+            activation="tanh" if arch == "fcn_dilated" else "relu",
+            width=1.0,
+            class_weights="none" if name in ("baseline", "4a") else "background",
+            lr=lr,
+            weight_decay=[0.0, 1e-4, 1e-3][i % 3],
+            batch_size=16,
+            epochs=epochs,
+            flip=i % 2 == 0,
+            synthetic_counts="(100, 50, 50)",
+            device="cpu",
+            seed=0,
+            bg_weight=None if i % 2 else 0.1,
+            epochs_run=run,
+            best_epoch=max(1, run - 2) if ok else None,
+            best_val_miou=best,
+            val_pixel_acc=0.70 + best / 10 if ok else np.nan,
+            test_miou=best * 0.9 if ok else np.nan,
             test_pixel_acc=0.68 + best / 10 if ok else np.nan,
             **{f"iou_{c}": v for c, v in zip(VOC_CLASSES, iou)},
-            train_loss=0.8, val_loss=1.1, wall_seconds=run * (3.0 + i), gpu_seconds=0.0, images_per_s=120.0 + i,
-            compile_seconds=0.0, git_commit="abc1234", versions=json.dumps({"torch": "2.x"}),
-            config_json=json.dumps({"arch": arch, "lr": lr}), hostname="node0", device_name="cpu",
-            started_at=f"2026-11-24T10:{i:02d}:00+00:00", finished_at=f"2026-11-24T11:{i:02d}:00+00:00",
+            train_loss=0.8,
+            val_loss=1.1,
+            wall_seconds=run * (3.0 + i),
+            gpu_seconds=0.0,
+            images_per_s=120.0 + i,
+            compile_seconds=0.0,
+            git_commit="abc1234",
+            versions=json.dumps({"torch": "2.x"}),
+            config_json=json.dumps({"arch": arch, "lr": lr}),
+            hostname="node0",
+            device_name="cpu",
+            started_at=f"2026-11-24T10:{i:02d}:00+00:00",
+            finished_at=f"2026-11-24T11:{i:02d}:00+00:00",
         )
         if seeds:
-            row.update(seed_group=f"g{i // 2}", val_miou_mean=best, val_miou_std=0.004, test_miou_mean=best * 0.9,
-                       test_miou_std=0.005, n_seeds=3)
+            row.update(
+                seed_group=f"g{i // 2}",
+                val_miou_mean=best,
+                val_miou_std=0.004,
+                test_miou_mean=best * 0.9,
+                test_miou_std=0.005,
+                n_seeds=3,
+            )
         rows.append(row)
         for e in range(1, run + 1):
-            hist.append(dict(trial_id=trial_id(i), name=name, epoch=e, train_loss=2.0 / e, val_loss=2.2 / e ** 0.5,
-                             val_miou=best * (1 - 0.5 ** e), val_pixel_acc=0.7 * (1 - 0.3 ** e), lr=lr, seconds=3.0))
+            hist.append(
+                dict(
+                    trial_id=trial_id(i),
+                    name=name,
+                    epoch=e,
+                    train_loss=2.0 / e,
+                    val_loss=2.2 / e**0.5,
+                    val_miou=best * (1 - 0.5**e),
+                    val_pixel_acc=0.7 * (1 - 0.3**e),
+                    lr=lr,
+                    seconds=3.0,
+                )
+            )
     lb = pd.DataFrame(rows)
     lb["pruned_at_epoch"] = lb["pruned_at_epoch"].astype("Int64")
     lb.to_parquet(root / "leaderboard.parquet")
-    pd.DataFrame(hist if history else [], columns=None if history else ["trial_id", "name", "epoch"]).to_parquet(
-        root / "history.parquet")
+    pd.DataFrame(
+        hist if history else [], columns=None if history else ["trial_id", "name", "epoch"]
+    ).to_parquet(root / "history.parquet")
     if meta:
-        (root / "experiment.json").write_text(json.dumps(dict(
-            name="fabricated", space="spaces/paper.yaml", space_hash="0123456789abcdef", dataset="voc",
-            image_size=SIZE, split_sizes={"train": 209, "val": 213, "test": 210},
-            hardware={"cpus": 2, "gpus": 0, "gpu_names": []}, started="2026-11-24T10:00:00+00:00",
-            finished="2026-11-24T11:30:00+00:00", versions={"torch": "2.x"})))
+        (root / "experiment.json").write_text(
+            json.dumps(
+                dict(
+                    name="fabricated",
+                    space="spaces/paper.yaml",
+                    space_hash="0123456789abcdef",
+                    dataset="voc",
+                    image_size=SIZE,
+                    split_sizes={"train": 209, "val": 213, "test": 210},
+                    hardware={"cpus": 2, "gpus": 0, "gpu_names": []},
+                    started="2026-11-24T10:00:00+00:00",
+                    finished="2026-11-24T11:30:00+00:00",
+                    versions={"torch": "2.x"},
+                )
+            )
+        )
     ids = [r["trial_id"] for r in rows if r["name"] in masks]
     if ids:
         (root / "masks").mkdir(exist_ok=True)
@@ -103,9 +180,15 @@ def fabricate(root: Path, trials=TRIALS, meta: bool = True, masks=("baseline", "
         for k, t in enumerate(ids):
             pred = gt.copy()
             pred[pred == 255] = 0
-            pred[:, :4] = 3 + k
-            np.savez_compressed(root / "masks" / f"{t}.npz", ids=np.array([f"2007_{j:06d}" for j in range(N_MASKS)]),
-                                images=images, gt=gt, pred=pred, epoch=np.array(7))
+            pred[:, :4] = 3 + k % 17
+            np.savez_compressed(
+                root / "masks" / f"{t}.npz",
+                ids=np.array([f"2007_{j:06d}" for j in range(N_MASKS)]),
+                images=images,
+                gt=gt,
+                pred=pred,
+                epoch=np.array(7),
+            )
     return root
 
 
@@ -131,8 +214,17 @@ def test_report_is_written_atomically_as_one_self_contained_page(report):
     assert out.name == "report.html" and not list(out.parent.glob("*.tmp"))
     assert "<script src=" not in page and page.count(get_plotlyjs()) == 1  # offline, plotly.js inlined once
     assert out.stat().st_size < 8e6
-    for sid in ("overview", "leaderboard", "table4", "curves", "gallery", "heatmap", "hyperparameters",
-                "efficiency", "cost"):
+    for sid in (
+        "overview",
+        "leaderboard",
+        "table4",
+        "curves",
+        "gallery",
+        "heatmap",
+        "hyperparameters",
+        "efficiency",
+        "cost",
+    ):
         section(page, sid)
     for fig in FIGURES:
         assert f'id="{fig}"' in page, fig
@@ -202,12 +294,29 @@ def test_importance_needs_enough_completed_trials(tmp_path):
     assert imp == {} and "at least 4 completed" in why
 
 
-@pytest.mark.parametrize("case", ["one_trial", "no_fixed", "no_masks", "no_experiment_json", "empty_history",
-                                  "all_nan", "empty_folder", "seeds"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "one_trial",
+        "no_fixed",
+        "no_masks",
+        "no_experiment_json",
+        "empty_history",
+        "all_nan",
+        "empty_folder",
+        "seeds",
+    ],
+)
 def test_degenerate_inputs_still_render(tmp_path, case):
-    kw = {"one_trial": dict(trials=TRIALS[7:8]), "no_fixed": dict(trials=TRIALS[7:]), "no_masks": dict(masks=()),
-          "no_experiment_json": dict(meta=False), "empty_history": dict(history=False), "seeds": dict(seeds=True),
-          "all_nan": dict(trials=[t[:7] + (float("nan"),) for t in TRIALS[7:]])}.get(case, {})
+    kw = {
+        "one_trial": dict(trials=TRIALS[7:8]),
+        "no_fixed": dict(trials=TRIALS[7:]),
+        "no_masks": dict(masks=()),
+        "no_experiment_json": dict(meta=False),
+        "empty_history": dict(history=False),
+        "seeds": dict(seeds=True),
+        "all_nan": dict(trials=[t[:7] + (float("nan"),) for t in TRIALS[7:]]),
+    }.get(case, {})
     exp = tmp_path / "e"
     if case == "empty_folder":
         exp.mkdir()
@@ -215,7 +324,10 @@ def test_degenerate_inputs_still_render(tmp_path, case):
         fabricate(exp, **kw)
     page = write_report(exp).read_text()
     assert "could not be built" not in page
-    empty = {sid: 'class="empty"' in section(page, sid) for sid in ("table4", "gallery", "curves", "hyperparameters")}
+    empty = {
+        sid: 'class="empty"' in section(page, sid)
+        for sid in ("table4", "gallery", "curves", "hyperparameters")
+    }
     if case == "one_trial":
         assert empty["table4"] and empty["hyperparameters"] and not empty["gallery"]
     if case == "no_fixed":
@@ -257,3 +369,107 @@ def test_report_renders_in_headless_chromium_without_js_errors(report):
         assert 'class="main-svg"' in res.dom[start:end], f"{fig} did not render"  # plotly drew its SVG there
     assert shot.stat().st_size > 50_000
     (ARTIFACTS / "report.html").write_bytes(out.read_bytes())
+
+
+@pytest.mark.skipif(find_chromium() is None, reason=SKIP_REASON)
+@pytest.mark.parametrize("case", ["empty_folder", "one_trial"])
+def test_thin_reports_render_without_js_errors(tmp_path, case):
+    exp = tmp_path / "e"
+    if case == "empty_folder":
+        exp.mkdir()
+    else:
+        fabricate(exp, trials=TRIALS[7:8], meta=False)
+    res = render(write_report(exp), budget_ms=5000)
+    html_tag = re.search(r"<html[^>]*>", res.dom).group(0)
+    assert 'data-js-errors=""' in html_tag and 'data-report-ready="1"' in html_tag, html_tag
+
+
+def test_report_of_a_real_small_training_run(tiny_cfg, tmp_path):
+    """Real trainings (tiny synthetic set, CPU) -> the search's own trial records and Parquet writer -> report.
+
+    There is no search fixture to reuse yet, so this stands in for one: trial records as the driver writes them
+    (`trials/<trial_id>.json`, see search/trainable.py), tables by `search.leaderboard.write_tables`.
+    """
+    from search.leaderboard import write_tables
+    from search.provenance import now_iso
+    from search.trainable import final_status, record_path, write_json_atomic
+    from seg.train import Trainer
+
+    exp = tmp_path / "real"
+    plans = [
+        ("t_00000", "baseline", "fixed", {}, None),
+        ("t_00001", "search-0001", "searched", {"lr": 3e-3}, None),
+        ("t_00002", "search-0002", "searched", {"epochs": 3}, 1),  # stopped after 1 of 3 epochs: pruned
+        ("t_00003", "search-0003", "searched", {"fail_at_epoch": 2}, None),
+    ]
+    for tid, name, kind, upd, stop in plans:
+        cfg = tiny_cfg.model_copy(update={"width": 0.25, **upd})  # narrow: seconds on a CPU
+        rec = dict(
+            trial_id=tid,
+            name=name,
+            kind=kind,
+            config=cfg.model_dump(mode="json"),
+            history=[],
+            started_at=now_iso(),
+        )
+        trainer = Trainer(cfg)
+        try:
+            for m in trainer.epochs():
+                rec["history"].append(m)
+                if stop and m["epoch"] >= stop:
+                    break
+            rec.update(final_status(rec))
+        except Exception as e:
+            rec.update(status="failed", error=f"{type(e).__name__}: {e}")
+        trainer.save_masks(exp / "masks" / f"{tid}.npz")
+        rec["finished_at"] = now_iso()
+        write_json_atomic(record_path(exp, tid), rec)
+    (exp / "experiment.json").write_text(json.dumps({"name": "real", "dataset": "voc", "image_size": 32}))
+    write_tables(exp)
+    page = write_report(exp).read_text()
+    assert "could not be built" not in page
+    counts = text(
+        re.search(r'<span id="status-counts">(.*?)</span></dd>', section(page, "overview"), re.S).group(1)
+    )
+    assert "completed 2" in counts and "pruned 1" in counts and "failed 1" in counts
+    assert re.search(
+        r'<tr data-model="baseline">.*?0\.05486</span> · <span class="ours">0\.\d{5}', section(page, "table4")
+    )
+    assert section(page, "gallery").count('data-trial="') >= 2
+    assert 'class="empty"' not in section(page, "curves")
+
+
+INTERACT = """<script>
+window.addEventListener('load', function () {
+  var out = {}, table = document.getElementById('lb-table'), rows = function () {
+    return Array.prototype.filter.call(table.tBodies[0].rows, function (r) { return r.style.display !== 'none'; }); };
+  var status = document.querySelector('[data-filter=status]');
+  status.value = 'pruned'; status.dispatchEvent(new Event('change'));
+  out.pruned = rows().map(function (r) { return r.cells[1].textContent; });
+  status.value = ''; status.dispatchEvent(new Event('change'));
+  var th = table.querySelectorAll('th')[5];  // val mIoU
+  th.click(); th.click();  // descending, then ascending: the failed trial's blank sorts last both times
+  out.ascending = rows().map(function (r) { return r.cells[1].textContent; });
+  var iou = document.querySelector('[data-toggle=iou]');
+  iou.checked = true; iou.dispatchEvent(new Event('change'));
+  out.iou_shown = getComputedStyle(table.querySelector('td.iou')).display !== 'none';
+  var sel = document.getElementById('curve-select'), gd = document.getElementById('fig-curves');
+  sel.value = sel.options[sel.options.length - 1].value; sel.dispatchEvent(new Event('change'));
+  out.visible = gd.data.filter(function (t) { return t.visible === true; }).map(function (t) { return t.meta; });
+  document.documentElement.setAttribute('data-interact', JSON.stringify(out));
+});
+</script>"""
+
+
+@pytest.mark.skipif(find_chromium() is None, reason=SKIP_REASON)
+def test_leaderboard_and_curve_controls_work_in_chromium(report, tmp_path):
+    page = tmp_path / "interact.html"
+    page.write_text(report[1].replace("</body>", INTERACT + "</body>"))
+    dom = render(page, budget_ms=8000).dom
+    raw = re.search(r"data-interact=\"([^\"]*)\"", dom)
+    assert raw, "the interaction script did not finish"
+    out = json.loads(raw.group(1).replace("&quot;", '"'))
+    assert out["pruned"] == ["search-0001"]
+    assert out["ascending"][0] == "search-0001" and out["ascending"][-1] == "search-0002"
+    assert out["ascending"][-2] == "search-0000" and out["iou_shown"]
+    assert len(out["visible"]) == 4 and len(set(out["visible"])) == 1  # one trial, its four panels

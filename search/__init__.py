@@ -1,0 +1,1 @@
+"""search: YAML spaces -> Ray Tune trials -> Parquet leaderboard and the HTML report."""

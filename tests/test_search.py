@@ -1,0 +1,263 @@
+"""End to end with real Ray Tune and real Optuna on tiny synthetic data (32 px, a few epochs, 1 CPU per trial).
+
+    pytest -m slow tests/test_search.py        # about 4-5 minutes on 2 cores
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from search.leaderboard import HISTORY_SCHEMA, LEADERBOARD_SCHEMA
+from seg.config import TrainConfig
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+# sgd at lr 10 with momentum 0.99 and weight decay 1: the loss reaches NaN within 3 epochs on the tiny data
+DIVERGE = "{optimizer: sgd, lr: 10.0, momentum: 0.99, weight_decay: 1.0, epochs: 4}"
+
+
+def space_yaml(tmp_path: Path, synthetic_root: Path, body: str, name: str = "t") -> Path:
+    """A space over the session's synthetic VOC-layout fixture at 32 px, CPU, tiny narrow models."""
+    head = f"""
+        name: {name}
+        data: {{dataset: voc2007, root: {synthetic_root}, image_size: 32}}
+        defaults:
+          width: 0.25
+          epochs: 3
+          batch_size: 8
+          device: cpu
+          num_masks: 2
+          cache_dir: {tmp_path / 'cache'}
+        resources: {{cpus: 1, gpus: 0}}
+        """
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(head) + textwrap.dedent(body))
+    return path
+
+
+def run_cli(space: Path, results: Path, *extra: str) -> int:
+    from search.run import main
+
+    return main([str(space), "--results", str(results), "--no-dashboard", "--num-cpus", "2", *extra])
+
+
+def check_schema(df: pd.DataFrame, schema: dict) -> None:
+    assert list(df.columns) == list(schema)
+    for col, (dtype, _) in schema.items():
+        assert str(df[col].dtype) == dtype, (col, df[col].dtype, dtype)
+
+
+def test_schema_constants_cover_the_design():
+    assert set(TrainConfig.model_fields) <= set(LEADERBOARD_SCHEMA)
+    design = ("trial_id name kind status pruned_at_epoch error epochs_run best_epoch best_val_miou val_pixel_acc "
+              "test_miou test_pixel_acc train_loss val_loss wall_seconds gpu_seconds images_per_s compile_seconds "
+              "seed git_commit versions config_json hostname device_name started_at finished_at").split()
+    assert set(design) <= set(LEADERBOARD_SCHEMA)
+    assert sum(c.startswith("iou_") for c in LEADERBOARD_SCHEMA) == 21
+    assert all(isinstance(desc, str) and desc for _, desc in LEADERBOARD_SCHEMA.values())
+    assert {"trial_id", "name", "epoch", "val_miou", "best_val_miou", "test_miou", "lr"} <= set(HISTORY_SCHEMA)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A small search: fixed trials first (one diverges, one crashes once), then TPE + ASHA
+# ---------------------------------------------------------------------------------------------------------------
+def test_search_end_to_end(tmp_path, synthetic_root):
+    space = space_yaml(tmp_path, synthetic_root, f"""
+        params:
+          lr: {{loguniform: [1.0e-4, 1.0e-1]}}
+          activation: {{choice: [relu, tanh]}}
+          arch: {{choice: [fcn, unet]}}
+          width: {{choice: [0.125, 0.25], when: {{arch: unet}}}}
+        fixed_trials:
+          base: {{}}
+          crash: {{fail_at_epoch: 2}}       # raises once at epoch 2; the retry continues from epoch 1's checkpoint
+          diverge: {DIVERGE}
+          noweights: {{arch: resnet34_fcn, pretrained: true, pretrained_path: {tmp_path / 'missing-resnet34.pth'}}}
+        budget: {{num_samples: 6, max_concurrent: 2, max_failures: 1}}
+        scheduler: {{grace_period: 1, reduction_factor: 2}}
+        sampler: {{n_startup_trials: 3}}
+        """)
+    results = tmp_path / "results"
+    assert run_cli(space, results) == 0
+    exp = results / "t"
+
+    board = pd.read_parquet(exp / "leaderboard.parquet")
+    history = pd.read_parquet(exp / "history.parquet")
+    check_schema(board, LEADERBOARD_SCHEMA)
+    check_schema(history, HISTORY_SCHEMA)
+    assert len(board) == 4 + 6 and board["trial_id"].is_unique
+    rows = board.set_index("name")
+
+    # fixed trials: all epochs, never pruned; the crash was retried from its checkpoint, each epoch once
+    for name in ("base", "crash"):
+        assert rows.loc[name, "kind"] == "fixed" and rows.loc[name, "status"] == "completed"
+        assert rows.loc[name, "epochs_run"] == 3 and pd.isna(rows.loc[name, "error"])
+    assert rows.loc["crash", "num_failures"] == 1
+    crash_epochs = history.loc[history["name"] == "crash", "epoch"].tolist()
+    assert crash_epochs == [1, 2, 3]
+
+    # the diverging trial is failed with the trainer's message, and Optuna was told a finite score
+    div = rows.loc["diverge"]
+    assert div["status"] == "failed" and "NonFiniteLossError" in div["error"] and "nan" in div["error"]
+    assert div["objective"] == 0.0 and div["epochs_run"] < 4
+    # missing pretrained weights: failed at once with the loader's message, not retried, never trained from scratch
+    nw = rows.loc["noweights"]
+    assert nw["status"] == "failed" and nw["error"].startswith("PretrainedWeightsError")
+    assert nw["num_failures"] == 0 and nw["epochs_run"] == 0
+
+    # searched trials: ASHA pruned at least one, recorded as pruned (not completed) at the epoch it stopped
+    searched = board[board["kind"] == "searched"]
+    assert len(searched) == 6 and set(searched["status"]) <= {"completed", "pruned"}
+    pruned = searched[searched["status"] == "pruned"]
+    assert len(pruned) >= 1, searched[["name", "status", "epochs_run", "best_val_miou"]]
+    assert (pruned["pruned_at_epoch"] == pruned["epochs_run"]).all() and (pruned["epochs_run"] < pruned["epochs"]).all()
+    assert pruned["error"].isna().all()
+    assert searched["name"].str.fullmatch(r"search-\d{4}").all() and searched["name"].is_unique
+    # the condition held: width varied only for unet
+    assert (searched.loc[searched["arch"] == "fcn", "width"] == 0.25).all()
+
+    # provenance and placement on every trained row
+    trained = board[board["epochs_run"] > 0]
+    assert trained["device_name"].str.startswith("cpu").all() and trained["hostname"].notna().all()
+    assert trained["config_json"].map(lambda s: TrainConfig(**json.loads(s)) is not None).all()
+    assert (board["versions"].map(json.loads).map(lambda v: "ray" in v and "optuna" in v)).all()
+    assert len(history) == trained["epochs_run"].sum()
+
+    # masks of the best epoch per trial
+    for tid in trained["trial_id"]:
+        with np.load(exp / "masks" / f"{tid}.npz") as m:
+            assert m["pred"].shape == m["gt"].shape == (2, 32, 32) and m["images"].shape == (2, 32, 32, 3)
+
+    # Optuna's study: the fixed trials seeded it (diverge as 0.0; noweights says nothing about the params and is
+    # left out), then the searched trials were told their scores
+    state = next((exp / "tune" / "search").glob("searcher-state-*.pkl"))
+    with open(state, "rb") as f:
+        study = pickle.load(f)["_ot_study"]
+    values = [t.value for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(study.trials) == 3 + 6 and all(np.isfinite(values)) and 0.0 in values
+
+    exp_json = json.loads((exp / "experiment.json").read_text())
+    assert exp_json["passes"] == {"fixed": "done", "search": "done"} and exp_json["finished_at"]
+    assert exp_json["split_sizes"] == {"train": 24, "val": 12, "test": 12}
+
+    # regenerable from the folder alone
+    before = board.sort_values("trial_id").reset_index(drop=True)
+    for p in ("leaderboard.parquet", "history.parquet"):
+        (exp / p).unlink()
+    out = subprocess.run([sys.executable, "-m", "search.leaderboard", str(exp)], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    after = pd.read_parquet(exp / "leaderboard.parquet").sort_values("trial_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(before, after)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Two nodes, fractional GPUs
+# ---------------------------------------------------------------------------------------------------------------
+def test_two_node_cluster_with_fractional_gpus(tmp_path, synthetic_root):
+    """Each node declares one (fake) GPU; four trials at 0.5 GPU each must spread over both nodes, two per GPU.
+    The trainer uses device: cpu, so nothing touches CUDA."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    space = space_yaml(tmp_path, synthetic_root, """
+        fixed_trials: {a: {seed: 1}, b: {seed: 2}, c: {seed: 3}, d: {seed: 4}}
+        budget: {num_samples: 0, max_concurrent: 4}
+        scheduler: none
+        """, name="cluster")
+    text = space.read_text().replace("resources: {cpus: 1, gpus: 0}", "resources: {cpus: 1, gpus: 0.5}")
+    space.write_text(text.replace("epochs: 3", "epochs: 4"))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=2, num_gpus=1)
+        cluster.wait_for_nodes()
+        assert run_cli(space, tmp_path / "results", "--address", cluster.address) == 0
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    board = pd.read_parquet(tmp_path / "results" / "cluster" / "leaderboard.parquet")
+    assert (board["status"] == "completed").all() and len(board) == 4
+    assert board["node_id"].nunique() == 2, board[["name", "node_id"]]
+    assert (board["gpu_fraction"] == 0.5).all()
+    assert board["gpu_ids"].map(lambda s: len(s.split(","))).eq(1).all(), board["gpu_ids"]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "cluster" / "trials").glob("*.json")]
+    assert all(r["assigned_gpus"] == 0.5 for r in records), [r.get("assigned_gpus") for r in records]
+    assert all(r["cuda_visible_devices"] == r["gpu_ids"] for r in records)
+    # both trials of a node share its one GPU
+    per_node = board.groupby("node_id")["gpu_ids"].agg(lambda s: sorted(set(s)))
+    assert per_node.map(len).eq(1).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SIGKILL the driver mid-search, rerun the same command
+# ---------------------------------------------------------------------------------------------------------------
+def finished_rows(board_path: Path) -> int:
+    try:
+        board = pd.read_parquet(board_path)
+    except (OSError, ValueError):
+        return 0
+    return int(board["status"].isin(["completed", "pruned", "failed"]).sum())
+
+
+def test_driver_sigkill_then_rerun_resumes(tmp_path, synthetic_root):
+    space = space_yaml(tmp_path, synthetic_root, """
+        params:
+          lr: {loguniform: [1.0e-4, 1.0e-1]}
+          activation: {choice: [relu, tanh]}
+        fixed_trials: {one: {}, two: {lr: 0.003}}
+        budget: {num_samples: 4, max_concurrent: 1, max_failures: 1}
+        scheduler: {grace_period: 1, reduction_factor: 2}
+        sampler: {n_startup_trials: 2}
+        """, name="killed")
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "search.run", str(space), "--results", str(results), "--no-dashboard",
+           "--num-cpus", "2"]
+    board_path = results / "killed" / "leaderboard.parquet"
+    log = open(tmp_path / "first.log", "w")
+    # its own session, so whatever Ray processes outlive the killed driver can be cleaned up by group id
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        # poll the leaderboard until both fixed trials and one searched trial finished, so the kill lands in the
+        # search pass (the harder restore: Optuna's and ASHA's state come back from Tune's experiment checkpoint)
+        while finished_rows(board_path) < 3:
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "three trials did not finish within 240 s"
+            time.sleep(0.5)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        _kill_group(first.pid)
+        log.close()
+    assert finished_rows(board_path) < 2 + 4, "the search finished before it could be killed"
+
+    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400, start_new_session=True)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resuming experiment 'killed'" in second.stdout
+
+    board = pd.read_parquet(board_path)
+    assert board["trial_id"].is_unique and board["name"].is_unique
+    assert len(board) == 2 + 4, board[["name", "trial_id", "status"]]
+    assert set(board["status"]) <= {"completed", "pruned"}
+    assert set(board.loc[board["kind"] == "fixed", "name"]) == {"one", "two"}
+    history = pd.read_parquet(results / "killed" / "history.parquet")
+    assert not history.duplicated(["trial_id", "epoch"]).any()
+
+
+def _kill_group(pgid: int) -> None:
+    """Ray processes the killed driver started live in its process group: stop them so they free the CPUs."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

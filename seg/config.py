@@ -94,6 +94,13 @@ class TrainConfig(BaseModel):
     def _consistent(self) -> "TrainConfig":
         if self.scale_min > self.scale_max:
             raise ValueError(f"scale_min ({self.scale_min}) must be <= scale_max ({self.scale_max})")
+        from seg.models import SIZE_MULTIPLE
+
+        step = SIZE_MULTIPLE.get(self.arch, 1)
+        if self.image_size % step:
+            lo, hi = self.image_size // step * step, (self.image_size // step + 1) * step
+            raise ValueError(f"image_size {self.image_size} is not a multiple of {step}, which {self.arch!r} needs "
+                             f"(its total stride); use {lo or hi} or {hi}")
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr}) must be <= lr ({self.lr})")
         return self

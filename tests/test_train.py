@@ -119,3 +119,12 @@ def test_cli_writes_metrics_and_resumes(tiny_cfg, tmp_path, capsys):
 def test_cli_rejects_unknown_key(tmp_path, capsys):
     assert main(["--set", "learning_rate=1"]) == 2
     assert "unknown key 'learning_rate'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch,bad,good", [("fcn", 48, 64), ("unet", 40, 48), ("resnet34_fcn", 100, 96)])
+def test_image_size_must_fit_the_stride(arch, bad, good):
+    from seg.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"image_size {bad} is not a multiple"):
+        make_config(dict(arch=arch, image_size=bad))
+    assert make_config(dict(arch=arch, image_size=good)).image_size == good

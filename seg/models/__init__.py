@@ -25,6 +25,10 @@ MODELS: dict[str, Callable[["TrainConfig"], nn.Module]] = {
     "unet": build_unet,  # model 5c, Table 3
 }
 
+# The image size must be a multiple of each model's total stride, or the decoder's output no longer lines up
+# with the label (fcn: five stride-2 convs; unet: four 2x2 pools; fcn_dilated: three stride-2 convs).
+SIZE_MULTIPLE: dict[str, int] = {"fcn": 32, "fcn_dilated": 8, "resnet34_fcn": 32, "unet": 16}
+
 
 def build_model(cfg: "TrainConfig") -> nn.Module:
     """The model named by cfg.arch; an unknown name raises KeyError listing the valid ones."""
@@ -35,4 +39,4 @@ def build_model(cfg: "TrainConfig") -> nn.Module:
     return builder(cfg)
 
 
-__all__ = ["ACTIVATIONS", "MODELS", "PretrainedWeightsError", "build_model"]
+__all__ = ["ACTIVATIONS", "MODELS", "SIZE_MULTIPLE", "PretrainedWeightsError", "build_model"]

@@ -230,10 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             report["packing"].append({"arch": arch, "trials": n, "images_per_s": ips})
             print(f"{arch:14s} {n} trial(s) sharing the GPU: {ips:8.1f} images/s in all")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out)
+    from seg.atomic import atomic_write_text
+
+    atomic_write_text(out, json.dumps(report, indent=2))
     print(f"wrote {out}")
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import typing
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from search.seeds import SEED_COLUMNS, add_seed_columns, ranked
 from search.trainable import (final_status, last_exception_line, merge_result, read_record,
                               split_config, trial_id_from_dirname)
 from search.trainable import trial_name as _trial_name
@@ -55,7 +55,7 @@ def _train_columns() -> dict[str, tuple[str, str]]:
 LEADERBOARD_SCHEMA: dict[str, tuple[str, str]] = {
     "trial_id": ("string", "Ray Tune trial id (unique in the experiment; the row key)"),
     "name": ("string", "fixed-trial name (baseline, 4a, ...) or search-NNNN for searched trials"),
-    "kind": ("string", "fixed | searched"),
+    "kind": ("string", "fixed | searched | seed (a rerun of another trial with another seed: search/seeds.py)"),
     "status": ("string", "completed | pruned | failed | running"),
     "pruned_at_epoch": ("Int64", "last epoch of a trial ASHA stopped early; null unless pruned"),
     "error": ("string", "the error, e.g. 'NonFiniteLossError: training loss became nan ...'; null unless failed"),
@@ -88,6 +88,7 @@ LEADERBOARD_SCHEMA: dict[str, tuple[str, str]] = {
     "num_failures": ("Int64", "crashes Tune retried from the last checkpoint"),
     "objective": ("float64", "the value Optuna was told (last reported metric; 0.0 for a failed trial)"),
     "pretrained": ("boolean", "whether ImageNet weights were loaded"),
+    **SEED_COLUMNS,  # seed_group, n_seeds, val_miou_mean/std, test_miou_mean/std (null outside seed groups)
 }
 
 HISTORY_SCHEMA: dict[str, tuple[str, str]] = {
@@ -236,13 +237,13 @@ def typed_frame(rows: list[dict[str, Any]], schema: dict[str, tuple[str, str]]) 
 
 
 def build_tables(exp_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(leaderboard, history) of an experiment folder; leaderboard sorted by best_val_miou, best first."""
+    """(leaderboard, history) of an experiment folder; leaderboard best first: by the seed-group mean of
+    best_val_miou where there is one, else by best_val_miou (search.seeds.ranked)."""
     exp_dir = Path(exp_dir)
     provenance = _provenance(exp_dir)
     records = collect_records(exp_dir)
     board = typed_frame([leaderboard_row(r, provenance) for r in records.values()], LEADERBOARD_SCHEMA)
-    board = board.sort_values(["best_val_miou", "name"], ascending=[False, True], na_position="last",
-                              kind="stable").reset_index(drop=True)
+    board = ranked(add_seed_columns(board))
     hist_rows = [{"trial_id": r["trial_id"], "name": r.get("name"), **h}
                  for r in records.values() for h in r.get("history", [])]
     history = typed_frame(hist_rows, HISTORY_SCHEMA).sort_values(["trial_id", "epoch"], kind="stable")
@@ -259,14 +260,12 @@ def _provenance(exp_dir: Path) -> dict[str, Any]:
 
 def write_tables(exp_dir: Path) -> tuple[Path, Path]:
     """Write leaderboard.parquet and history.parquet atomically (tmp file + os.replace)."""
+    from seg.atomic import atomic_write
+
     board, history = build_tables(exp_dir)
     out = []
     for df, name in ((board, "leaderboard.parquet"), (history, "history.parquet")):
-        path = Path(exp_dir) / name
-        tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-        out.append(path)
+        out.append(atomic_write(Path(exp_dir) / name, lambda tmp, df=df: df.to_parquet(tmp, index=False)))
     return out[0], out[1]
 
 
@@ -278,7 +277,10 @@ def format_top(board: pd.DataFrame, n: int = 15) -> str:
     """The first rows of a leaderboard as a plain-text table."""
     if board.empty:
         return "(no trials yet)"
-    top = board.loc[:, list(TOP_COLUMNS)].head(n).copy()
+    seeded = [c for c in ("val_miou_mean", "test_miou_mean", "n_seeds") if c in board and board[c].notna().any()]
+    cols = list(TOP_COLUMNS)
+    cols[cols.index("test_pixel_acc") + 1:cols.index("test_pixel_acc") + 1] = seeded  # ranked by val_miou_mean
+    top = board.loc[:, cols].head(n).copy()
     top["error/pruned"] = [
         (e[:60] + "..." if isinstance(e, str) and len(e) > 60 else e) if s == "failed" else
         (f"at epoch {p}" if s == "pruned" else "") for s, e, p in

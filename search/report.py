@@ -18,7 +18,6 @@ import io
 import json
 import logging
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from plotly.subplots import make_subplots
 from PIL import Image
 
 from search.paper_table4 import FIXED_NAMES, PAPER_DATASET, PAPER_IMAGE_SIZE, TABLE4, TABLE4_COLUMNS
+from search.seeds import ranked
 from seg.data.voc import VOC_CLASSES, VOC_PALETTE
 
 REPORT_NAME = "report.html"
@@ -121,7 +121,7 @@ log = logging.getLogger(__name__)
 class Experiment:
     path: Path
     meta: dict[str, Any]  # experiment.json, {} when missing
-    lb: pd.DataFrame  # leaderboard, ranked by best_val_miou, with a unique `label` per trial
+    lb: pd.DataFrame  # leaderboard, ranked (seed-group mean, else best_val_miou), with a unique `label` per trial
     hist: pd.DataFrame
     notes: list[str] = field(default_factory=list)  # what could not be read, shown in the header
 
@@ -187,9 +187,8 @@ def _prepare_leaderboard(lb: pd.DataFrame) -> pd.DataFrame:
     lb["kind"] = lb["kind"].fillna("searched").astype(str)
     for col in ("trial_id", "name", "status", "kind"):  # str even when empty, for the .str accessor
         lb[col] = lb[col].astype(object)
-    lb = lb.sort_values("best_val_miou", ascending=False, na_position="last", kind="stable").reset_index(
-        drop=True
-    )
+    # ranked by the seed-group mean of best_val_miou where there is one (a lucky seed does not win), else by it
+    lb = ranked(lb)
     lb["rank"] = np.arange(1, len(lb) + 1)
     dup = lb["name"].duplicated(keep=False)  # seed reruns share a name: tell them apart by id
     lb["label"] = pd.Series(
@@ -1260,11 +1259,9 @@ def write_report(exp_dir: Path) -> Path:
     """Builds `exp_dir/report.html` from the experiment folder, atomically; returns its path."""
     exp_dir = Path(exp_dir)
     page = render_report(load_experiment(exp_dir))
-    out = exp_dir / REPORT_NAME
-    tmp = exp_dir / f".{REPORT_NAME}.{os.getpid()}.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    from seg.atomic import atomic_write_text
+
+    return atomic_write_text(exp_dir / REPORT_NAME, page)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """Run a search: `python -m search.run SPACE.yaml [--address ADDR] [--fresh] [--debug] [--results DIR]`.
 
-Two Tune passes over one experiment folder `results/<name>/`:
+Tune passes over one experiment folder `results/<name>/`:
   1. the fixed trials, all epochs, no scheduler (never pruned);
-  2. the searched trials: Optuna TPE, seeded with the fixed trials' scores, under ASHA on the space's metric.
+  2. the searched trials: Optuna TPE, seeded with the fixed trials' scores, under ASHA on the space's metric;
+  3. with a `seeds:` section only: seed reruns of the best trials, never pruned (search/seeds.py).
 Rerunning the same command resumes whatever did not finish (per pass, `Tuner.restore`); `--fresh` starts a new
 experiment next to the old one; a space file edited since the experiment started is refused, naming the keys.
 """
@@ -31,17 +32,27 @@ def main(argv: list[str] | None = None) -> int:
     # few trials per minute it is not one.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     args = parse_args(argv)
+    if not args.debug:  # a failed trial is one [segtune] line (its traceback stays in its record and error.txt)
+        os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     try:
         space = load_space(args.space)
         space = apply_overrides(space, args)
-        cluster = start_ray(args.address, dashboard=not args.no_dashboard, num_cpus=args.num_cpus, debug=args.debug)
+        check_pretrained_weights(space, args)
+        lock_experiment(space, args)  # a second run of the same experiment is refused here, before Ray starts
+        sizes = prepare_data(space, None, joining_cluster=args.address is not None)  # data errors: before Ray
+        cluster = start_ray(args.address, dashboard=not args.no_dashboard, num_cpus=args.num_cpus, debug=args.debug,
+                            dashboard_host=args.dashboard_host)
         check_cluster_fits(space, args.address)
         exp = open_experiment(space, args, cluster)
-        prepare_data(space, exp, joining_cluster=args.address is not None)
+        if sizes:
+            exp.update(split_sizes=sizes)
         run = RunInfo(exp_dir=str(exp.dir.resolve()), metric=space.metric, cpus=space.resources.cpus,
                       gpus=space.resources.gpus)
         run_fixed_trials(space, exp, run, verbose=args.verbose)
         run_searched_trials(space, exp, run, verbose=args.verbose)
+        from search.seeds import run_seed_trials
+
+        run_seed_trials(space, exp, run, verbose=args.verbose)  # pass 3, only with a `seeds:` section
         finish_experiment(exp)
         return 0
     except SpaceError as e:
@@ -53,8 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted{': ' + str(e) if str(e) else ''}; rerun the same command to resume the experiment",
               file=sys.stderr)
         return 130
+    except Exception as e:  # a bug or an environment problem: one line; the traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback; finished trials are kept "
+              f"and the same command resumes)", file=sys.stderr)
+        return 1
     finally:
         stop_ray()
+        release_lock()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,6 +89,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--gpus", type=float, default=None, help="override resources.gpus per trial (e.g. 0 on a CPU box)")
     ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of a locally started Ray (default: all)")
     ap.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard (local Ray only)")
+    ap.add_argument("--dashboard-host", default="127.0.0.1",
+                    help="address the local Ray dashboard listens on (default 127.0.0.1: this machine only; reach "
+                         "it from elsewhere with `ssh -L 8265:127.0.0.1:8265 host` rather than 0.0.0.0)")
+    ap.add_argument("--allow-missing-weights", action="store_true",
+                    help="run even if ImageNet weights that pretrained trials need are missing; those trials are "
+                         "recorded as failed")
     ap.add_argument("--debug", action="store_true", help="tracebacks and Tune's detailed progress output")
     args = ap.parse_args(argv)
     args.verbose = 2 if args.debug else 0  # Tune's own tables with --debug; segtune prints one line per trial
@@ -116,12 +140,7 @@ def is_uri(path: str) -> bool:
 def open_experiment(space: Space, args: argparse.Namespace, cluster: dict[str, Any] | None = None) -> Experiment:
     """New experiment folder, or the existing one to resume (refused if the space file changed since)."""
     root = args.results or space.storage
-    local_root = Path("results" if is_uri(root) else root).expanduser().resolve()
-    name = args.name or space.name
-    exp_dir = local_root / name
-    if args.fresh and exp_dir.exists():
-        name = f"{name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-        exp_dir = local_root / name
+    name, exp_dir = experiment_location(space, args)
     tune_storage = f"{root.rstrip('/')}/{name}" if is_uri(root) else str(exp_dir / "tune")
     exp = Experiment(name, exp_dir, tune_storage)
     resolved = space.to_json()
@@ -151,6 +170,101 @@ def open_experiment(space: Space, args: argparse.Namespace, cluster: dict[str, A
     return exp
 
 
+def experiment_location(space: Space, args: argparse.Namespace) -> tuple[str, Path]:
+    """(name, local folder) of the experiment this command starts or resumes."""
+    root = args.results or space.storage
+    local_root = Path("results" if is_uri(root) else root).expanduser().resolve()
+    name = args.name or space.name
+    if args.fresh and (local_root / name).exists():
+        name = f"{name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    return name, local_root / name
+
+
+# One run per experiment folder: an exclusive flock on <exp>/.segtune.lock, held for the life of the driver. The
+# kernel drops it when the process ends in any way (SIGKILL included), so a killed run never blocks its rerun.
+LOCK_NAME = ".segtune.lock"
+_LOCK: dict[str, Any] = {}
+
+
+def lock_experiment(space: Space, args: argparse.Namespace) -> Path:
+    """Take the experiment folder's lock, or refuse (SpaceError) naming the run that holds it."""
+    import fcntl
+    import socket
+
+    name, exp_dir = experiment_location(space, args)
+    if args.fresh:  # open_experiment must use this same new folder
+        args.name, args.fresh = name, False
+    created = not exp_dir.exists()
+    try:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(exp_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise SpaceError(f"results folder {exp_dir.parent}: cannot write the experiment folder {exp_dir} "
+                         f"({e.strerror or e}); pass --results with a folder you can write to") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        except ValueError:
+            holder = {}
+        os.close(fd)
+        who = (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started_at')}"
+               if holder else "another process")
+        raise SpaceError(f"{exp_dir}: experiment {name!r} is already being run by {who}; nothing was changed. "
+                         f"Wait for that run to finish (or stop it, then rerun this command to resume), or pass "
+                         f"--fresh or --name NAME to start a separate experiment") from None
+    info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started_at": now_iso(),
+                       "command": sys.argv}).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, info, 0)
+    _LOCK.update(fd=fd, dir=exp_dir, created=created)
+    return exp_dir
+
+
+def release_lock() -> None:
+    """Drop the lock; a folder this run created and left empty (it failed before starting) is removed."""
+    if not _LOCK:
+        return
+    fd, exp_dir, created = _LOCK.pop("fd"), _LOCK.pop("dir"), _LOCK.pop("created")
+    try:
+        if created and [p.name for p in exp_dir.iterdir()] == [LOCK_NAME]:
+            (exp_dir / LOCK_NAME).unlink()
+            exp_dir.rmdir()
+    except OSError:
+        pass
+    os.close(fd)  # releases the flock
+
+
+def check_pretrained_weights(space: Space, args: argparse.Namespace) -> None:
+    """Refuse a local search whose pretrained trials would all fail for lack of the ImageNet weights file.
+    (Joining a cluster, the weights live on the worker nodes: a trial without them is recorded as failed.)"""
+    if args.address or args.allow_missing_weights:
+        return
+    from seg.models.resnet_fcn import hub_weights_path
+
+    needs: dict[str, str] = {}  # trial -> the weights file it would load
+    configs = {f"fixed_trials.{n}": c for n, c in space.fixed.items()}
+    if space.budget.num_samples:
+        params = {p.name: p for p in space.params}
+        d = space.defaults
+        can_pretrain = d.pretrained or ("pretrained" in params and True in params["pretrained"].values)
+        can_resnet = d.arch == "resnet34_fcn" or ("arch" in params and "resnet34_fcn" in params["arch"].values)
+        if can_pretrain and can_resnet:
+            configs["defaults (searched trials)"] = d.model_copy(update={"pretrained": True, "arch": "resnet34_fcn"})
+    for where, cfg in configs.items():
+        if cfg.pretrained and cfg.arch == "resnet34_fcn":
+            path = Path(cfg.resolved().pretrained_path) if cfg.pretrained_path else hub_weights_path()
+            if not path.is_file():
+                needs[where] = str(path)
+    if needs:
+        lines = "\n  ".join(f"{w}: pretrained: true, but {p} does not exist" for w, p in needs.items())
+        raise SpaceError(
+            f"{space.source}: ImageNet weights for resnet34_fcn are missing:\n  {lines}\n"
+            f"Put torchvision's resnet34-b627a593.pth at {hub_weights_path()} (or set pretrained_path), set "
+            f"pretrained: false, or pass --allow-missing-weights to run the rest and record these trials as failed")
+
+
 def apply_overrides(space: Space, args: argparse.Namespace) -> Space:
     if args.gpus is not None:
         space.resources = space.resources.model_copy(update={"gpus": args.gpus})
@@ -163,9 +277,11 @@ def apply_overrides(space: Space, args: argparse.Namespace) -> Space:
 _STARTED_RAY = False
 
 
-def start_ray(address: str | None, dashboard: bool, num_cpus: int | None, debug: bool) -> dict[str, Any]:
-    """Join a cluster (`auto`, `ray://...`) or start a local Ray whose dashboard listens on 127.0.0.1 only.
-    Returns what experiment.json records about it."""
+def start_ray(address: str | None, dashboard: bool, num_cpus: int | None, debug: bool,
+              dashboard_host: str = "127.0.0.1") -> dict[str, Any]:
+    """Join a cluster (`auto`, `ray://...`) or start a local Ray whose dashboard listens on 127.0.0.1 only (unless
+    `dashboard_host` says otherwise). Ray's token authentication is left as Ray sets it: since Ray 2.52 a local
+    `ray.init` enables it unless RAY_AUTH_MODE=disabled. Returns what experiment.json records about it."""
     global _STARTED_RAY
     import logging
 
@@ -177,14 +293,31 @@ def start_ray(address: str | None, dashboard: bool, num_cpus: int | None, debug:
     if address:
         ctx = ray.init(address=address, log_to_driver=debug)
     else:  # trial output stays in Ray's logs (and error.txt) unless --debug
-        ctx = ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                       log_to_driver=debug)
+        if dashboard and dashboard_host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"warning: the Ray dashboard will listen on {dashboard_host}, reachable from other machines; "
+                  f"prefer the default 127.0.0.1 and `ssh -L 8265:127.0.0.1:8265 <this host>`", file=sys.stderr)
+        # address="local": always a new Ray of our own, never a cluster someone else started on this machine
+        ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
+                       dashboard_host=dashboard_host, log_to_driver=debug)
     _STARTED_RAY = True
+    auth = ray_auth_mode()
+    if auth == "disabled":
+        print("warning: Ray token authentication is off (RAY_AUTH_MODE=disabled): anyone who can reach this "
+              "cluster's ports can run code on it; unset RAY_AUTH_MODE (or set it to token)", file=sys.stderr)
     url = getattr(ctx, "dashboard_url", None)
     if url:
         print(f"Ray dashboard: http://{url}")
     return {"hardware": hardware(ray.cluster_resources()), "ray_address": address or "local",
-            "dashboard_url": f"http://{url}" if url else None}
+            "dashboard_url": f"http://{url}" if url else None, "ray_auth_mode": auth}
+
+
+def ray_auth_mode() -> str:
+    """`token` or `disabled`: whether this Ray requires its auth token (Ray >= 2.52; `unknown` on older Ray)."""
+    try:
+        from ray._raylet import AuthenticationMode, get_authentication_mode
+    except ImportError:
+        return "unknown"
+    return "token" if get_authentication_mode() == AuthenticationMode.TOKEN else "disabled"
 
 
 def stop_ray() -> None:
@@ -199,6 +332,9 @@ def check_cluster_fits(space: Space, address: str | None) -> None:
     import ray
 
     res = ray.cluster_resources()
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
     want = space.resources
     if want.gpus > 0 and res.get("GPU", 0) == 0:
         msg = (f"{space.source}: resources.gpus: each trial asks for {want.gpus:g} GPU but the Ray cluster has none; "
@@ -206,16 +342,23 @@ def check_cluster_fits(space: Space, address: str | None) -> None:
         if address is None:
             raise SpaceError(msg)
         print(f"warning: {msg} (waiting in case an autoscaler adds GPU nodes)")
-    if want.cpus > res.get("CPU", 0) and address is None:
+    elif want.gpus > most_gpus:  # a trial runs on one node: its GPUs must fit on one
+        msg = (f"{space.source}: resources.gpus: each trial asks for {want.gpus:g} GPUs but the largest node has "
+               f"{most_gpus:g}; lower resources.gpus (or --gpus) to at most {most_gpus:g}")
+        if address is None:
+            raise SpaceError(msg)
+        print(f"warning: {msg} (waiting in case an autoscaler adds larger nodes)")
+    if want.cpus > most_cpus and address is None:
         raise SpaceError(f"{space.source}: resources.cpus: each trial asks for {want.cpus:g} CPUs but Ray has "
-                         f"{res.get('CPU', 0):g}; lower resources.cpus")
+                         f"{most_cpus:g} on a node; lower resources.cpus (or raise --num-cpus)")
 
 
-def prepare_data(space: Space, exp: Experiment, joining_cluster: bool) -> None:
+def prepare_data(space: Space, exp: Experiment | None, joining_cluster: bool) -> dict[str, int]:
     """Generate / decode the data once in the driver, so trials start from the cache instead of racing to build it,
-    and data problems are reported before any trial starts. Cluster nodes prepare their own copy."""
+    and data problems are reported (one message, SpaceError) before Ray or any trial starts. Cluster nodes prepare
+    their own copy. Returns the split sizes (also written to experiment.json when `exp` is given)."""
     if joining_cluster:
-        return
+        return {}
     from seg.data.cache import load_split
 
     configs = {_data_key(c): c for c in (space.defaults, *space.fixed.values())}
@@ -231,9 +374,11 @@ def prepare_data(space: Space, exp: Experiment, joining_cluster: bool) -> None:
                                      f"{e}") from None
                 if i == 0:
                     sizes[split] = n
-    exp.update(split_sizes=sizes)
+    if exp is not None:
+        exp.update(split_sizes=sizes)
     print(f"data: {space.defaults.dataset} at {space.defaults.resolved().data_root}, "
           f"{space.defaults.image_size}px, splits {sizes}")
+    return sizes
 
 
 def _data_key(cfg) -> tuple:
@@ -328,12 +473,13 @@ def fixed_trial_seeds(space: Space, exp: Experiment) -> list[tuple[dict[str, Any
     """(searched values, score) of each finished fixed trial, for the TPE sampler's history.
 
     Completed trials give their last reported metric; diverged ones the 0.0 they reported. Trials that failed for
-    reasons unrelated to their hyperparameters (missing weights, a crash) are left out."""
+    reasons unrelated to their hyperparameters (missing weights, a crash) are left out, and so are trials validated
+    on images they trained on (e.g. train_split trainval): their score is not comparable."""
     from search.leaderboard import collect_records
 
     seeds = []
     for rec in collect_records(exp.dir).values():
-        if rec.get("kind") != "fixed" or rec.get("objective") is None:
+        if rec.get("kind") != "fixed" or rec.get("objective") is None or _val_in_training(rec["config"]):
             continue
         diverged = rec.get("status") == "failed" and str(rec.get("error", "")).startswith("NonFiniteLossError")
         if rec.get("status") != "completed" and not diverged:
@@ -342,6 +488,11 @@ def fixed_trial_seeds(space: Space, exp: Experiment) -> list[tuple[dict[str, Any
         if point:
             seeds.append((point, float(rec["objective"])))
     return seeds
+
+
+def _val_in_training(cfg: dict[str, Any]) -> bool:
+    train, val = cfg.get("train_split", "train"), cfg.get("val_split", "val")
+    return val in ("train", "trainval") or (train == "trainval" and val == "val")
 
 
 def build_searcher(space: Space, seeds: list[tuple[dict[str, Any], float]]):

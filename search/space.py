@@ -17,6 +17,7 @@ A space file names the experiment, its data, the complete default training confi
     budget: {num_samples: 8, max_concurrent: 2}
     scheduler: {grace_period: 1, reduction_factor: 2}   # or: scheduler: none
     resources: {cpus: 1, gpus: 0.25}
+    seeds: {top_k: 2, seeds: [1, 2], include_fixed: true}   # optional pass 3: reruns with other seeds
 
 Every problem raises `SpaceError` whose message names the file, the key path, the bad value and what is
 allowed, e.g. `spaces/x.yaml: params.lr.loguniform: low (0.1) must be < high (0.01)`.
@@ -176,6 +177,28 @@ class ResourcesSpec(_Strict):
         return v
 
 
+class SeedsSpec(_Strict):
+    """Seed-robust ranking: after the search, rerun the best configurations with other seeds (pass 3)."""
+
+    top_k: int = Field(0, ge=0)  # the best completed searched trials (by best_val_miou) to rerun
+    seeds: list[int] = Field(min_length=1)  # TrainConfig.seed of each rerun; the original run keeps its own
+    include_fixed: bool = False  # also rerun every completed fixed trial
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds repeat ({v}); list each seed once")
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> "SeedsSpec":
+        if self.top_k == 0 and not self.include_fixed:
+            raise ValueError("nothing would be rerun: set top_k >= 1 and/or include_fixed: true "
+                             "(or leave the seeds section out)")
+        return self
+
+
 class SpaceFile(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # the experiment folder results/<name>/
     description: str | None = None
@@ -190,8 +213,9 @@ class SpaceFile(_Strict):
     resources: ResourcesSpec = ResourcesSpec()
     storage: str = "results"  # local folder, or a URI (s3://bucket/path, gs://...) for a cluster
     seed: int = 0  # of the Optuna sampler; each trial's own seed is the TrainConfig field `seed`
+    seeds: SeedsSpec | None = None  # seed reruns of the best trials (pass 3); `seeds: none` or absent: off
 
-    @field_validator("scheduler", mode="before")
+    @field_validator("scheduler", "seeds", mode="before")
     @classmethod
     def _none_word(cls, v: Any) -> Any:
         return None if isinstance(v, str) and v.strip().lower() in ("none", "off", "null") else v
@@ -294,6 +318,7 @@ class Space:
     storage: str
     seed: int
     includes: tuple[str, ...] = field(default=())
+    seeds: SeedsSpec | None = None
 
     @property
     def optuna_space(self) -> OptunaSpace:
@@ -319,6 +344,8 @@ class Space:
             "metric": self.metric, "budget": self.budget.model_dump(),
             "scheduler": self.scheduler.model_dump() if self.scheduler else None,
             "sampler": self.sampler.model_dump(), "seed": self.seed,
+            # only when set: experiments started before the seeds section existed keep their hash
+            **({"seeds": self.seeds.model_dump()} if self.seeds else {}),
         }  # resources and storage are left out: they say where trials run, not what they compute
 
     @property
@@ -365,9 +392,10 @@ def load_space(path: str | Path, _stack: tuple[Path, ...] = ()) -> Space:
         name=spec.name, source=path, description=spec.description, data=spec.data, defaults=defaults,
         params=params, fixed=fixed, fixed_sources=sources, metric=spec.metric, budget=spec.budget,
         scheduler=spec.scheduler, sampler=spec.sampler, resources=spec.resources, storage=spec.storage,
-        seed=spec.seed, includes=includes,
+        seed=spec.seed, includes=includes, seeds=spec.seeds,
     )
     _check_scheduler(space, where)
+    _check_seeds(space, where)
     if not space.fixed and space.budget.num_samples == 0:
         raise SpaceError(f"{where}: budget.num_samples is 0 and there are no fixed_trials: nothing would run; "
                          f"add fixed_trials or set budget.num_samples")
@@ -498,6 +526,22 @@ def _check_scheduler(space: Space, where: str) -> None:
     if space.scheduler.grace_period > space.scheduler.max_epochs:
         raise SpaceError(f"{where}: scheduler.grace_period ({space.scheduler.grace_period}) must be <= max_epochs "
                          f"({space.scheduler.max_epochs})")
+
+
+def _check_seeds(space: Space, where: str) -> None:
+    s = space.seeds
+    if s is None:
+        return
+    if s.top_k > space.budget.num_samples:
+        raise SpaceError(f"{where}: seeds.top_k: {s.top_k} searched trials cannot be rerun when budget.num_samples "
+                         f"is {space.budget.num_samples}; lower top_k to at most {space.budget.num_samples}")
+    if s.include_fixed and not space.fixed:
+        raise SpaceError(f"{where}: seeds.include_fixed: true, but there are no fixed_trials; "
+                         f"set include_fixed: false or add fixed trials")
+    if space.defaults.seed in s.seeds:  # (a fixed trial with its own seed just skips that rerun)
+        raise SpaceError(f"{where}: seeds.seeds: {space.defaults.seed} is the defaults' seed, which the searched "
+                         f"trials already ran with: a rerun with it would repeat the original run; choose other "
+                         f"seeds (e.g. {[v for v in range(1, len(s.seeds) + 2) if v != space.defaults.seed][:len(s.seeds)]})")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,6 +5,9 @@ full trainer state, so a retried trial continues from its last epoch. Failures t
 (a diverging loss, missing pretrained weights, a config the data cannot satisfy) are not retried: the trial
 reports a finite score (0.0) with `segtune_status: failed` and returns, so Optuna's `tell` gets a number and the
 search goes on. Anything else (a crash, a lost node) is raised and Tune retries it from the last checkpoint.
+Running out of GPU memory is retried once (a trial sharing the GPU may have peaked at the same time); a second
+out-of-memory fails the trial with a message to lower batch_size or give each trial more GPU. An unreadable
+checkpoint falls back to an older one, or to a fresh start, with a warning in the trial's record.
 
 `TrialRecorder` is a Tune callback in the driver. It keeps `trials/<trial_id>.json` per trial (config, placement,
 per-epoch history, final status) and rewrites the leaderboard after every finished trial.
@@ -23,10 +26,11 @@ from typing import Any
 
 from ray import tune
 
+from search.faults import hold_after_epoch
 from search.provenance import now_iso
 
 STATE_FILE = "trainer_state.pt"  # inside each Tune checkpoint directory
-FIXED, SEARCHED = "fixed", "searched"
+FIXED, SEARCHED, SEED = "fixed", "searched", "seed"  # kinds; seed: a rerun of another trial with another seed
 FIXED_KEY = "segtune_fixed"  # fixed-pass param_space: {FIXED_KEY: grid_search([complete config + name, ...])}
 NAME_KEY, KIND_KEY = "segtune_name", "segtune_kind"
 FAILED_SCORE = 0.0  # what Optuna is told for a trial that cannot train: the floor of mIoU / pixel accuracy
@@ -59,18 +63,18 @@ def split_config(config: dict[str, Any]) -> tuple[str | None, str, dict[str, Any
 def trial_name(trial_id: str, config: dict[str, Any]) -> str:
     """The fixed trial's name; for a searched trial a provisional `search-<trial id>` (the recorder numbers them)."""
     name, kind, _ = split_config(config)
-    return name if kind == FIXED and name else f"search-{trial_id}"
+    return name if kind != SEARCHED and name else f"search-{trial_id}"
 
 
 def trial_dirname(trial) -> str:
     """Tune trial folders named `<fixed name>_<trial id>` or `search_<trial id>` instead of a config string."""
     name, kind, _ = split_config(trial.config)
-    return f"{name if kind == FIXED and name else 'search'}_{trial.trial_id}"
+    return f"{name if kind != SEARCHED and name else 'search'}_{trial.trial_id}"
 
 
 def trial_id_from_dirname(dirname: str, config: dict[str, Any]) -> str:
     name, kind, _ = split_config(config)
-    prefix = name if kind == FIXED and name else "search"
+    prefix = name if kind != SEARCHED and name else "search"
     return dirname[len(prefix) + 1:]
 
 
@@ -89,15 +93,18 @@ def train_trial(config: dict[str, Any], run: RunInfo) -> None:
     name, kind, fields = split_config(config)
     placement = where_am_i(run)
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        fields["fail_at_epoch"] = None  # test fault injection fires once; the retry must get past it
+    if checkpoint is not None and fields.get("fail_kind") != "oom":
+        fields["fail_at_epoch"] = None  # test fault injection fires once (an injected OOM repeats, as a real one)
     trainer = None
+    # next to the trial's record (not in Tune's per-actor working dir, which a retry on a reused actor does not see)
+    oom_marker = Path(run.exp_dir) / "trials" / f".{trial_id}.{OOM_MARKER}"
     try:
         cfg = make_config(fields, source=f"trial {name or trial_id}")
         trainer = Trainer(cfg)
         if checkpoint is not None:
-            with checkpoint.as_directory() as d:
-                trainer.load(Path(d) / STATE_FILE)
+            trainer, warning = restore_trainer(trainer, checkpoint, lambda: Trainer(cfg))
+            if warning:
+                placement["segtune_warning"] = warning  # in the trial's record as `warning`
         placement["segtune_device_name"] = trainer.device_name
         masks = Path(run.exp_dir) / "masks" / f"{trial_id}.npz"
         for metrics in trainer.epochs():
@@ -108,12 +115,87 @@ def train_trial(config: dict[str, Any], run: RunInfo) -> None:
                     trainer.save_masks(masks)
                 tune.report({**metrics, **placement, "segtune_status": status},
                             checkpoint=tune.Checkpoint.from_directory(d))
+            hold_after_epoch(metrics["epoch"], trial_id)  # test-only fault injection (SEGTUNE_FAULT)
     except Exception as err:
-        if not repeats_on_retry(err):
+        if is_out_of_memory(err):
+            err = out_of_memory(err, fields, run, oom_marker)  # raises the first time: Tune retries once
+        elif not repeats_on_retry(err):
             raise  # Tune retries it (FailureConfig.max_failures) from the last checkpoint
         failed_at = (trainer.epoch + 1) if trainer is not None else 0
         tune.report({run.metric: FAILED_SCORE, **placement, "segtune_status": "failed",
                      "segtune_error": f"{type(err).__name__}: {err}", "segtune_failed_at_epoch": failed_at})
+
+
+OOM_MARKER = "out-of-memory"  # trials/.<trial_id>.out-of-memory: this trial already ran out of memory once
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError) or "CUDA out of memory" in str(err)
+
+
+class TrialOutOfMemoryError(RuntimeError):
+    """The trial ran out of GPU memory (retried once; the second time it is failed)."""
+
+
+def out_of_memory(err: BaseException, fields: dict[str, Any], run: RunInfo,
+                  marker: Path) -> TrialOutOfMemoryError:
+    """Out of memory is retried once (another trial sharing the GPU may have been at its peak); if it happens
+    again the trial is failed with what to change. Raises the first time, returns the error to report the second."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    share = f"{run.gpus:g} GPU per trial" if run.gpus else "on the CPU"
+    fix = (f"lower batch_size (now {fields.get('batch_size')}) or image_size, or give each trial more of a GPU "
+           f"(raise resources.gpus, now {run.gpus:g}, so fewer trials share one)")
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{type(err).__name__}: {err}\n")
+        raise TrialOutOfMemoryError(f"out of memory ({share}): {err}; retrying once from the last checkpoint "
+                               f"(if budget.max_failures allows); if it repeats: {fix}") from err
+    return TrialOutOfMemoryError(f"out of memory again after a retry ({share}): {fix}. Last error: {err}")
+
+
+def restore_trainer(trainer, checkpoint, make_trainer) -> tuple[Any, str | None]:
+    """Load the trial's last checkpoint; if it is unreadable (a node died mid-write, a disk filled up), the older
+    checkpoints Tune kept beside it (CheckpointConfig.num_to_keep), newest first; if none loads, start from
+    scratch. Returns the trainer and, after a fallback, a warning that says what happened."""
+    import warnings
+
+    failed: list[str] = []
+    with checkpoint.as_directory() as d:
+        newest = Path(d)
+        try:
+            trainer.load(newest / STATE_FILE)
+            return trainer, None
+        except Exception as e:
+            failed.append(f"{newest.name}: {type(e).__name__}: {str(e)[:200]}")
+    older = []
+    if _is_local(checkpoint) and newest.parent.is_dir():
+        older = sorted((p for p in newest.parent.glob("checkpoint_*") if p.is_dir() and p.name < newest.name),
+                       reverse=True)
+    resumed = None
+    for ckpt in older:
+        trainer = make_trainer()  # a failed load may have left part of the state behind
+        try:
+            trainer.load(ckpt / STATE_FILE)
+            resumed = ckpt
+            break
+        except Exception as e:
+            failed.append(f"{ckpt.name}: {type(e).__name__}: {str(e)[:200]}")
+    if resumed is None:
+        trainer = make_trainer()
+    where = f"resumed from {resumed.name} (epoch {trainer.epoch})" if resumed else "restarted from scratch"
+    warning = (f"checkpoint could not be loaded ({'; '.join(failed)}); {where}")
+    warnings.warn(warning, RuntimeWarning, stacklevel=2)
+    return trainer, warning
+
+
+def _is_local(checkpoint) -> bool:
+    fs = getattr(checkpoint, "filesystem", None)
+    return fs is None or type(fs).__name__ == "LocalFileSystem"
 
 
 def repeats_on_retry(err: BaseException) -> bool:
@@ -190,7 +272,7 @@ class TrialRecorder(tune.Callback):
         rec = read_record(path) or {}
         name, kind, fields = split_config(trial.config)
         if "name" not in rec:  # searched trials are numbered in the order they start: search-0001, ...
-            rec["name"] = name if kind == FIXED and name else f"search-{self._searched_count() + 1:04d}"
+            rec["name"] = name if kind != SEARCHED and name else f"search-{self._searched_count() + 1:04d}"
         rec.update(trial_id=trial.trial_id, kind=kind,
                    pass_name=self.pass_name, config=fields, gpus=self.run.gpus, cpus=self.run.cpus,
                    metric=self.run.metric, trial_dir=trial.local_path, num_failures=trial.num_failures)
@@ -284,10 +366,9 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default, allow_nan=True))
-    os.replace(tmp, path)
+    from seg.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=1, default=_json_default, allow_nan=True))
 
 
 def _json_default(o: Any) -> Any:

@@ -77,6 +77,7 @@ class TrainConfig(BaseModel):
     fused_optimizer: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA
     num_masks: int = Field(4, ge=0, le=64)  # val images whose predicted masks are kept at the best epoch
     fail_at_epoch: int | None = None  # fault injection for tests: raise at the start of this epoch
+    fail_kind: Literal["error", "oom"] = "error"  # what fail_at_epoch raises: RuntimeError or CUDA out-of-memory
 
     @field_validator("arch")
     @classmethod

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from seg.atomic import atomic_write, atomic_write_text
 from seg.config import ConfigError, TrainConfig, make_config
 from seg.data import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES, SplitData, class_pixel_counts, load_split
 from seg.data.augment import augment_batch, batch_indices, normalize
@@ -227,6 +228,9 @@ class Trainer:
         while self.epoch < cfg.epochs:
             epoch = self.epoch + 1
             if cfg.fail_at_epoch is not None and epoch == cfg.fail_at_epoch:
+                if cfg.fail_kind == "oom":  # what a too-large batch raises on a GPU
+                    raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected at epoch {epoch}: "
+                                                      f"fail_at_epoch and fail_kind: oom are set in the config)")
                 raise RuntimeError(f"injected failure at epoch {epoch} (fail_at_epoch is set in the config)")
             t0 = time.perf_counter()
             loss_sum, seen = train_one_epoch(forward_model, self.loss_fn, self.optimizer, self.scheduler,
@@ -329,11 +333,8 @@ class Trainer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Atomic: a crash mid-write leaves the previous file intact."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        state = self.state_dict()
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
 
     def load(self, path: str | os.PathLike) -> None:
         self.load_state_dict(torch.load(path, map_location=self.levers.device, weights_only=True))
@@ -342,11 +343,8 @@ class Trainer:
         """Writes the best epoch's masks (.npz, format in docs/DESIGN.md); False when there are none yet."""
         if self.best_masks is None:
             return False
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **self.best_masks)
-        os.replace(tmp, path)
+        masks = self.best_masks
+        atomic_write(path, lambda tmp: np.savez_compressed(tmp, **masks))
         return True
 
 
@@ -424,7 +422,7 @@ def run_cli(cfg: TrainConfig, out: Path) -> int:
             log.flush()
             trainer.save(state)
             if m["best_epoch"] == m["epoch"]:
-                torch.save(trainer.best_state, out / "best.pt")
+                atomic_write(out / "best.pt", lambda tmp, s=trainer.best_state: torch.save(s, tmp))
                 trainer.save_masks(out / "masks.npz")
             bar.set_postfix(loss=f"{m['train_loss']:.3f}", val_miou=f"{m['val_miou']:.3f}",
                             best=f"{m['best_val_miou']:.3f}", ips=f"{m['images_per_s']:.0f}")
@@ -434,9 +432,7 @@ def run_cli(cfg: TrainConfig, out: Path) -> int:
         return 0
     summary = {"config": cfg.model_dump(mode="json"), "levers": trainer.levers.describe(),
                "device_name": trainer.device_name, **{k: v for k, v in m.items()}}
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out / "summary.json")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     print(f"best epoch {m['best_epoch']}: val mIoU {m['best_val_miou']:.4f}, pixel acc {m['best_val_pixel_acc']:.4f}; "
           f"test mIoU {m['test_miou']:.4f}, pixel acc {m['test_pixel_acc']:.4f}  -> {out}")
     return 0

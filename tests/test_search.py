@@ -89,7 +89,8 @@ def test_search_end_to_end(tmp_path, synthetic_root):
         sampler: {{n_startup_trials: 3}}
         """)
     results = tmp_path / "results"
-    assert run_cli(space, results) == 0
+    # noweights: refused up front by default (tests/test_bad_inputs.py); with the flag it is one failed trial
+    assert run_cli(space, results, "--allow-missing-weights") == 0
     exp = results / "t"
 
     board = pd.read_parquet(exp / "leaderboard.parquet")

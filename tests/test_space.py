@@ -91,6 +91,32 @@ def test_full_space_includes_the_paper_and_searches_the_key_params():
     assert width.when == (("arch", ("unet",)),)
 
 
+def test_full_space_searches_the_result_quality_options():
+    full = load_space(REPO / "spaces" / "full.yaml")
+    params = {p.name: p for p in full.params}
+    assert {"skips", "optimizer", "weight_decay", "warmup_epochs", "scheduler", "dice_weight", "label_smoothing",
+            "scale_min", "scale_max", "color_jitter", "flip"} <= set(params)
+    assert params["skips"].when == (("arch", ("fcn", "resnet34_fcn")),)
+    assert "train_split" not in params  # ranked on val: training on trainval would score trials on their own images
+    assert full.seeds is not None and full.seeds.top_k >= 1
+
+
+def test_voc_cpu_space_is_the_calibrated_recipe_plus_a_search_and_seed_reruns():
+    v = load_space(REPO / "spaces" / "voc_cpu.yaml")
+    assert v.defaults.dataset == "voc" and v.defaults.data_root == "../shared/data" and v.defaults.image_size <= 96
+    assert v.resources.gpus == 0 and v.resources.cpus * v.budget.max_concurrent <= 2
+    recipe = v.fixed["recipe"]
+    assert (recipe.arch, recipe.skips, recipe.pretrained, recipe.optimizer, recipe.lr, recipe.weight_decay,
+            recipe.scheduler, recipe.class_weights, recipe.flip, recipe.scale_min, recipe.scale_max,
+            recipe.color_jitter) == ("resnet34_fcn", True, False, "adamw", 2e-3, 1e-4, "cosine", "none", True, 0.8,
+                                     1.6, 0.3)
+    assert recipe.warmup_epochs == pytest.approx(0.03 * recipe.epochs)
+    assert v.fixed["recipe-trainval"].model_dump(exclude={"train_split"}) == recipe.model_dump(exclude={"train_split"})
+    assert v.fixed["recipe-trainval"].train_split == "trainval" and v.fixed["recipe-fcn"].arch == "fcn"
+    assert v.budget.num_samples > 0 and v.scheduler is not None
+    assert (v.seeds.top_k, v.seeds.seeds) == (2, [1, 2])
+
+
 def test_quick_space_is_small_and_synthetic():
     q = load_space(REPO / "spaces" / "quick.yaml")
     assert q.defaults.dataset == "synthetic" and q.defaults.image_size <= 64
@@ -135,6 +161,22 @@ def test_quick_space_is_small_and_synthetic():
      ["scheduler.max_epochs", "below the 3 epochs"]),
     (("budget: {num_samples: 2}", "budget: {num_samples: 2}\nresources: {gpus: 1.5}"),
      ["resources.gpus", "whole number"]),
+    # the seeds section (seed reruns of the best trials)
+    (("budget: {num_samples: 2}", "budget: {num_samples: 2}\nseeds: {top_k: 1, seed: [1, 2]}"),
+     ["seeds.seed", "did you mean 'seeds'"]),
+    (("budget: {num_samples: 2}", "budget: {num_samples: 2}\nseeds: {top_k: 1}"), ["seeds.seeds", "required"]),
+    (("budget: {num_samples: 2}", "budget: {num_samples: 2}\nseeds: {top_k: 1, seeds: []}"),
+     ["seeds.seeds", "at least 1"]),
+    (("budget: {num_samples: 2}", "budget: {num_samples: 2}\nseeds: {top_k: 1, seeds: [1, 1]}"),
+     ["seeds.seeds", "repeat"]),
+    (("budget: {num_samples: 2}", "budget: {num_samples: 2}\nseeds: {top_k: -1, seeds: [1]}"),
+     ["seeds.top_k", "greater than or equal to 0"]),
+    (("budget: {num_samples: 2}", "budget: {num_samples: 2}\nseeds: {seeds: [1]}"),
+     ["seeds", "nothing would be rerun", "include_fixed"]),
+    (("budget: {num_samples: 2}", "budget: {num_samples: 2}\nseeds: {top_k: 3, seeds: [1]}"),
+     ["seeds.top_k", "num_samples is 2", "at most 2"]),
+    (("budget: {num_samples: 2}", "budget: {num_samples: 2}\nseeds: {top_k: 1, seeds: [0, 1]}"),
+     ["seeds.seeds", "0 is the defaults' seed", "choose other seeds"]),
 ])
 def test_mistakes_name_the_file_and_the_key(tmp_path, edit, expected):
     old, new = edit
@@ -144,6 +186,18 @@ def test_mistakes_name_the_file_and_the_key(tmp_path, edit, expected):
     assert "space.yaml" in msg, msg
     for part in expected:
         assert part in msg, f"{part!r} not in:\n{msg}"
+
+
+def test_seeds_section_is_optional_and_part_of_the_hash(tmp_path):
+    plain = load_space(write(tmp_path, MINIMAL, "a.yaml"))
+    assert plain.seeds is None and "seeds" not in plain.to_json()  # older experiments keep their hash
+    off = load_space(write(tmp_path, MINIMAL + "seeds: none\n", "b.yaml"))
+    assert off.seeds is None and off.hash == plain.hash
+    on = load_space(write(tmp_path, MINIMAL + "seeds: {top_k: 2, seeds: [1, 2], include_fixed: true}\n", "c.yaml"))
+    assert (on.seeds.top_k, on.seeds.seeds, on.seeds.include_fixed) == (2, [1, 2], True)
+    assert on.hash != plain.hash and on.to_json()["seeds"]["seeds"] == [1, 2]
+    no_fixed = MINIMAL.replace("fixed_trials:\n  base: {}\n", "") + "seeds: {include_fixed: true, seeds: [1]}\n"
+    assert "no fixed_trials" in error_of(write(tmp_path, no_fixed, "d.yaml"))
 
 
 def test_not_yaml_and_not_a_mapping(tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -92,10 +91,10 @@ def _read_cache(path: Path, n: int, size: int) -> SplitData | None:
 
 def _write_cache(path: Path, data: SplitData) -> None:
     """tmp + os.replace: readers see the old file or the whole new one, never a partial write."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")  # unique per writer (processes, threads)
-    torch.save({"images": data.images, "masks": data.masks, "ids": data.ids, "format": CACHE_FORMAT}, tmp)
-    os.replace(tmp, path)
+    from seg.atomic import atomic_write
+
+    state = {"images": data.images, "masks": data.masks, "ids": data.ids, "format": CACHE_FORMAT}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_split(cfg: TrainConfig, split: str, device: torch.device | str = "cpu") -> SplitData:

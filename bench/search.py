@@ -1,0 +1,549 @@
+"""Search-level benchmark: the paper's seven trials end to end, and what ASHA pruning saves a search.
+
+    python -m bench.search                                  # CPU: 64 px, epochs x0.1; CUDA: the full 224 px run
+    python -m bench.search --image-size 224 --epochs-scale 1 --out results/bench/search.json
+    python -m bench.search --skip-paper --quick-space my_tiny.yaml --num-samples 4
+
+1. Paper end to end: `spaces/paper.yaml` (the seven fixed trials) through `python -m search.run` in a subprocess,
+   Ray start, data preparation and compilation included, timed from launch to exit. Beside it, an *estimate* of the
+   paper-style reference loop running the same trials one after another: training images/s and evaluation
+   images/s of that loop are measured on a few batches per architecture (`bench.throughput.reference_loop`, and
+   `reference_eval` below), then multiplied out over each trial's epochs (train split every epoch, val split every
+   epoch, test split once at the end, as the paper did). Epochs are scaled and the image size set by writing a
+   derived space YAML (a copy of paper.yaml, no includes) next to the output JSON. Real VOC2007 is used when found
+   (`--data-root`), else synthetic images of VOC's size and split counts.
+2. Search efficiency: the quick space twice, identical except the scheduler (ASHA as the space says vs `scheduler:
+   none`), same sampler seed and num_samples. For each run: the cumulative epochs of searched trials, in the order
+   they finished, until the first searched trial whose best val mIoU reaches the target = the best fixed trial's best
+   val mIoU (the fixed pass is identical in both runs and not counted); the ratio pruned / unpruned (goal <= 1/3).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_VOC = REPO.parent / "shared" / "data"
+PAPER_SPACE = REPO / "spaces" / "paper.yaml"
+QUICK_SPACE = REPO / "spaces" / "quick.yaml"
+VOC_SPLIT_COUNTS = (209, 213, 210)  # train / val / test of the VOC2007 subset (CALIBRATION.md)
+SYNTHETIC_SIZE = 400  # px, about a VOC image's long side
+CPU_DEFAULTS = {"image_size": 64, "epochs_scale": 0.1}  # the full paper run takes hours on a 2-core CPU
+CUDA_DEFAULTS = {"image_size": 224, "epochs_scale": 1.0}
+TARGET_RATIO = 1 / 3  # pruned epochs-to-target over unpruned: the goal of the performance issue
+FINAL = ("completed", "pruned", "failed")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Derived space files
+# ---------------------------------------------------------------------------------------------------------------
+def scale_epochs(epochs: int, scale: float) -> int:
+    """Epochs times `scale`, rounded half up, at least 1."""
+    return max(1, math.floor(epochs * scale + 0.5))
+
+
+def derive_space(src: str | Path, dst: str | Path, *, name: str, epochs_scale: float = 1.0,
+                 image_size: int | None = None, data: dict[str, Any] | None = None,
+                 defaults: dict[str, Any] | None = None, num_samples: int | None = None,
+                 scheduler: str | dict | None = None) -> Path:
+    """Write a copy of the space file `src` to `dst` with the given changes; returns `dst`.
+
+    Every epoch count (defaults, each fixed trial, a searched `epochs` range, `scheduler.max_epochs`) is scaled by
+    `epochs_scale`; `data` updates the data section, `defaults` the defaults; `scheduler="none"` switches ASHA off.
+    Included files' fixed trials are not copied (their includes keep pointing at the original files)."""
+    from search.space import read_yaml
+    from seg.config import TrainConfig
+
+    src, dst = Path(src), Path(dst)
+    raw = read_yaml(src)
+    raw["name"] = name
+    raw["data"] = {**(raw.get("data") or {}), **(data or {}), **({"image_size": image_size} if image_size else {})}
+    raw["defaults"] = {**(raw.get("defaults") or {}), **(defaults or {})}
+    if num_samples is not None:
+        raw["budget"] = {**(raw.get("budget") or {}), "num_samples": num_samples}
+    if scheduler is not None:
+        raw["scheduler"] = scheduler
+    if epochs_scale != 1.0:
+        d = raw["defaults"]
+        d["epochs"] = scale_epochs(d.get("epochs", TrainConfig.model_fields["epochs"].default), epochs_scale)
+        for trial in (raw.get("fixed_trials") or {}).values():
+            if isinstance(trial, dict) and "epochs" in trial:
+                trial["epochs"] = scale_epochs(trial["epochs"], epochs_scale)
+        spec = (raw.get("params") or {}).get("epochs") or {}
+        for kind in ("int", "choice"):
+            if kind in spec:
+                spec[kind] = sorted({scale_epochs(e, epochs_scale) for e in spec[kind]})
+        if spec.get("int") and len(spec["int"]) == 1:  # both ends scaled to one value
+            spec["choice"] = spec.pop("int")
+        if isinstance(raw.get("scheduler"), dict) and raw["scheduler"].get("max_epochs"):
+            raw["scheduler"]["max_epochs"] = scale_epochs(raw["scheduler"]["max_epochs"], epochs_scale)
+    fixed = raw.get("fixed_trials") or {}
+    if "include" in fixed:  # include paths are relative to the including file, which moves
+        inc = fixed["include"]
+        fixed["include"] = [str((src.parent / i).resolve()) for i in (inc if isinstance(inc, list) else [inc])]
+    note = (f"# Derived from {src} by bench.search (epochs x{epochs_scale:g}"
+            f"{f', {image_size} px' if image_size else ''}); regenerated on every run, do not edit.\n")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(note + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+    return dst
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Search-efficiency arithmetic (pure functions on a leaderboard)
+# ---------------------------------------------------------------------------------------------------------------
+def best_fixed_miou(board: pd.DataFrame) -> float | None:
+    """The best val mIoU among the finished fixed trials (None if none scored)."""
+    fixed = board[(board["kind"] == "fixed") & board["best_val_miou"].notna()]
+    return float(fixed["best_val_miou"].max()) if len(fixed) else None
+
+
+def finish_order(board: pd.DataFrame, kinds: tuple[str, ...] = ("searched",)) -> pd.DataFrame:
+    """The finished trials of the given kinds, in the order they finished (ties: earlier start first)."""
+    done = board[board["kind"].isin(kinds) & board["status"].isin(FINAL) & board["finished_at"].notna()].copy()
+    done["_end"] = pd.to_datetime(done["finished_at"], utc=True, format="ISO8601")
+    done["_start"] = pd.to_datetime(done["started_at"], utc=True, format="ISO8601")
+    return done.sort_values(["_end", "_start", "trial_id"], kind="stable").drop(columns=["_end", "_start"])
+
+
+def epochs_to_target(board: pd.DataFrame, target: float, kinds: tuple[str, ...] = ("searched",)) -> dict[str, Any]:
+    """Cumulative epochs the trials of `kinds` had run, in finish order, when the first one finished with
+    best_val_miou >= target (its own epochs included). `reached` is False when none did."""
+    order = finish_order(board, kinds)
+    epochs = order["epochs_run"].fillna(0).astype(int)
+    cum = epochs.cumsum()
+    hit = (order["best_val_miou"].fillna(-math.inf) >= target).to_numpy()
+    out: dict[str, Any] = {"target": target, "reached": bool(hit.any()), "epochs_to_target": None,
+                           "trials_to_target": None, "first_trial_at_target": None,
+                           "total_epochs": int(epochs.sum()), "finished_trials": int(len(order))}
+    if hit.any():
+        i = int(hit.argmax())
+        out.update(epochs_to_target=int(cum.iloc[i]), trials_to_target=i + 1,
+                   first_trial_at_target=str(order["name"].iloc[i]))
+    return out
+
+
+def search_summary(board: pd.DataFrame, target: float) -> dict[str, Any]:
+    """What one search run spent and found: epochs, statuses, best scores, epochs to `target`."""
+    searched = board[board["kind"] == "searched"]
+    starts = pd.to_datetime(searched["started_at"], utc=True, format="ISO8601")
+    ends = pd.to_datetime(searched["finished_at"], utc=True, format="ISO8601")
+    span = (ends.max() - starts.min()).total_seconds() if len(searched) and ends.notna().any() else None
+    return {
+        **epochs_to_target(board, target),
+        "total_epochs_all_trials": int(board["epochs_run"].fillna(0).sum()),
+        "status_counts": {str(k): int(v) for k, v in searched["status"].value_counts().items()},
+        "best_fixed_val_miou": best_fixed_miou(board),
+        "best_searched_val_miou": float(searched["best_val_miou"].max()) if searched["best_val_miou"].notna().any()
+        else None,
+        "search_pass_seconds": span,  # first searched start to last searched finish (1 s resolution)
+    }
+
+
+def efficiency_ratio(pruned: dict[str, Any], unpruned: dict[str, Any]) -> float | None:
+    if not (pruned["reached"] and unpruned["reached"]) or not unpruned["epochs_to_target"]:
+        return None
+    return pruned["epochs_to_target"] / unpruned["epochs_to_target"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reference loop's evaluation rate, and the reference estimate
+# ---------------------------------------------------------------------------------------------------------------
+def reference_eval(cfg, workers: int, steps: int, warmup: int, device: torch.device) -> float:
+    """Images/s of the paper-style evaluation: PIL decode + resize per item in a DataLoader over the val split,
+    fp32 forward under no_grad, argmax, a bincount confusion matrix on the host (the paper's per-batch .cpu())."""
+    import torchvision.transforms.v2 as T
+    from torch.utils.data import DataLoader
+    from torchvision import tv_tensors
+
+    from bench.throughput import sync
+    from seg.data.voc import IGNORE_INDEX, NUM_CLASSES, voc_dataset
+    from seg.models import build_model
+
+    size = cfg.image_size
+    joint = T.Compose([T.Resize((size, size), antialias=True),
+                       T.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
+                       T.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))])
+
+    def transforms(img, mask):
+        img, mask = joint(tv_tensors.Image(T.functional.pil_to_tensor(img)),
+                          tv_tensors.Mask(T.functional.pil_to_tensor(mask)[0]))
+        return img.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).long()
+
+    ds = voc_dataset(cfg.data_root, cfg.year, cfg.val_split)
+    ds.transforms = transforms
+    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, num_workers=workers)
+    model = build_model(cfg).to(device).eval()
+    conf = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
+    done, t0 = 0, None
+
+    def batches():
+        while True:
+            yield from loader
+
+    with torch.no_grad():
+        for i, (x, y) in enumerate(batches()):
+            if i == warmup:
+                sync(device)
+                t0 = time.perf_counter()
+            if i == warmup + steps:
+                break
+            pred = model(x.to(device)).argmax(1).cpu()
+            keep = y != IGNORE_INDEX
+            conf += torch.bincount(y[keep] * NUM_CLASSES + pred[keep], minlength=NUM_CLASSES ** 2).view(
+                NUM_CLASSES, NUM_CLASSES)
+            done += len(x) if i >= warmup else 0
+    sync(device)
+    return done / (time.perf_counter() - t0)
+
+
+def measure_reference_rates(space, workers: int, steps: int, warmup: int, device: torch.device) -> dict[str, dict]:
+    """Train and eval images/s of the reference loop for each distinct model among the space's fixed trials.
+    Measured without pretrained weights and class weights (same arithmetic; the reference loop's loss takes none)."""
+    from bench.throughput import reference_loop
+
+    rates: dict[str, dict] = {}
+    for cfg in space.fixed.values():
+        key = model_key(cfg)
+        if key in rates:
+            continue
+        probe = cfg.resolved().model_copy(update={"pretrained": False, "class_weights": "none", "device": device.type})
+        t0 = time.perf_counter()
+        train = reference_loop(probe, workers, steps, warmup, device)
+        evl = reference_eval(probe, workers, steps, warmup, device)
+        rates[key] = {"train_images_per_s": train, "eval_images_per_s": evl,
+                      "measure_seconds": time.perf_counter() - t0}
+        print(f"  reference {key:32s} train {train:7.1f} img/s   eval {evl:7.1f} img/s")
+    return rates
+
+
+def model_key(cfg) -> str:
+    return f"{cfg.arch}/{cfg.activation}/w{cfg.width:g}/b{cfg.batch_size}"
+
+
+def reference_estimate(trials: dict[str, dict[str, Any]], rates: dict[str, dict], split_sizes: dict[str, int]
+                       ) -> dict[str, dict[str, float]]:
+    """Seconds the reference loop would need per trial: epochs x (train images / train rate + val images / eval
+    rate) + test images / eval rate. `trials`: name -> {"key", "epochs", "batch_size"}. Training drops the last
+    partial batch, as the reference DataLoader does."""
+    out = {}
+    for name, t in trials.items():
+        r = rates[t["key"]]
+        train_images = split_sizes["train"] // t["batch_size"] * t["batch_size"]
+        train_s = t["epochs"] * train_images / r["train_images_per_s"]
+        eval_s = (t["epochs"] * split_sizes["val"] + split_sizes.get("test", 0)) / r["eval_images_per_s"]
+        out[name] = {"epochs": t["epochs"], "train_seconds": train_s, "eval_seconds": eval_s,
+                     "seconds": train_s + eval_s}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running search.run
+# ---------------------------------------------------------------------------------------------------------------
+def run_search(space_file: Path, name: str, results: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """`python -m search.run` in a subprocess from the repository root; wall time from launch to exit."""
+    cmd = [sys.executable, "-m", "search.run", str(space_file), "--name", name, "--results", str(results),
+           "--no-dashboard", "--allow-missing-weights"]
+    if args.gpus is not None:
+        cmd += ["--gpus", f"{args.gpus:g}"]
+    if args.num_cpus is not None:
+        cmd += ["--num-cpus", str(args.num_cpus)]
+    log = results / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"  $ {' '.join(cmd[1:])}   (log: {log})", flush=True)
+    t0 = time.perf_counter()
+    with log.open("w") as f:
+        rc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+    wall = time.perf_counter() - t0
+    board_path = results / name / "leaderboard.parquet"
+    board = pd.read_parquet(board_path) if board_path.is_file() else None
+    if rc != 0:
+        tail = log.read_text().strip().splitlines()[-5:]
+        print(f"  search.run exited {rc}:\n    " + "\n    ".join(tail), file=sys.stderr)
+    return {"name": name, "experiment": str(results / name), "space_file": str(space_file), "log": str(log),
+            "command": cmd[1:], "returncode": rc, "wall_seconds": wall, "board": board}
+
+
+def paper_data(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(data section, defaults update, description): real VOC2007 when found, else synthetic VOC-sized data."""
+    root = Path(args.data_root).resolve()
+    if (root / "VOCdevkit" / "VOC2007" / "JPEGImages").is_dir():
+        return {"dataset": "voc2007", "root": str(root)}, {}, f"VOC2007 at {root}"
+    synth = (Path(args.results) / "synthetic-voc").resolve()
+    return ({"dataset": "synthetic", "root": str(synth)},
+            {"synthetic_counts": list(VOC_SPLIT_COUNTS), "synthetic_size": SYNTHETIC_SIZE},
+            f"synthetic, VOC-sized ({SYNTHETIC_SIZE} px, {VOC_SPLIT_COUNTS} images) at {synth}")
+
+
+def split_sizes_of(cfg) -> dict[str, int]:
+    from seg.data.voc import read_split_ids
+
+    return {s: len(read_split_ids(cfg.data_root, cfg.year, getattr(cfg, f"{s}_split")))
+            for s in ("train", "val", "test") if getattr(cfg, f"{s}_split")}
+
+
+def bench_paper(args: argparse.Namespace, stamp: str, device: torch.device) -> dict[str, Any]:
+    from search.space import load_space
+
+    results, out_dir = Path(args.results), Path(args.out).parent
+    name = f"bench-paper-{stamp}"
+    data, defaults, data_desc = paper_data(args)
+    space_file = derive_space(args.paper_space, out_dir / f"{name}.yaml", name=name, epochs_scale=args.epochs_scale,
+                              image_size=args.image_size, data=data, defaults=defaults)
+    space = load_space(space_file)
+    reduced = args.image_size != 224 or args.epochs_scale != 1.0
+    print(f"\n[paper] {len(space.fixed)} fixed trials at {args.image_size} px, epochs x{args.epochs_scale:g} "
+          f"({sum(c.epochs for c in space.fixed.values())} epochs in all); data: {data_desc}")
+    if data["dataset"] == "synthetic":
+        from seg.data.synthetic import make_synthetic_voc
+
+        make_synthetic_voc(data["root"], counts=VOC_SPLIT_COUNTS, size=SYNTHETIC_SIZE, seed=0)
+    out: dict[str, Any] = {
+        "space": str(args.paper_space), "derived_space": str(space_file), "data": data_desc,
+        "image_size": args.image_size, "epochs_scale": args.epochs_scale, "reduced": reduced,
+        "note": ("REDUCED size for this machine: not the paper's 224 px / full epochs" if reduced else
+                 "full size: 224 px, the paper's epochs"),
+        "split_sizes": split_sizes_of(space.defaults.resolved()),
+    }
+    ref_trials = {n: {"key": model_key(c), "epochs": c.epochs, "batch_size": c.batch_size}
+                  for n, c in space.fixed.items()}
+    if not args.no_reference:  # measured before the search starts, so the two never share the machine
+        print(f"  measuring the reference loop ({args.ref_steps} timed batches after {args.ref_warmup}, "
+              f"{args.ref_workers} DataLoader workers) per model")
+        rates = measure_reference_rates(space, args.ref_workers, args.ref_steps, args.ref_warmup, device)
+    run = run_search(space_file, name, results, args)
+    board = run.pop("board")
+    rows = []
+    if board is not None:
+        by_name = board.set_index("name")
+        for n, cfg in space.fixed.items():
+            r = by_name.loc[n] if n in by_name.index else None
+            rows.append({"name": n, "arch": cfg.arch, "epochs": cfg.epochs,
+                         "status": None if r is None else r["status"],
+                         "epochs_run": None if r is None else _num(r["epochs_run"]),
+                         "best_val_miou": None if r is None else _num(r["best_val_miou"]),
+                         "test_miou": None if r is None else _num(r["test_miou"]),
+                         "wall_seconds": None if r is None else _num(r["wall_seconds"]),
+                         "images_per_s": None if r is None else _num(r["images_per_s"]),
+                         "error": None if r is None or pd.isna(r["error"]) else str(r["error"])[:200]})
+    completed = [r["name"] for r in rows if r["status"] == "completed"]
+    out.update(run, trials=rows, n_completed=len(completed),
+               n_failed=sum(r["status"] == "failed" for r in rows),
+               failed=[r["name"] for r in rows if r["status"] != "completed"],
+               segtune_epochs=sum(int(r["epochs_run"] or 0) for r in rows),
+               segtune_trial_seconds=sum(float(r["wall_seconds"] or 0) for r in rows))
+    if not args.no_reference:
+        per_trial = reference_estimate(ref_trials, rates, out["split_sizes"])
+        total_done = sum(per_trial[n]["seconds"] for n in completed)
+        out["reference"] = {
+            "estimate": True,
+            "method": ("ESTIMATE, not a run: the paper-style loop's train and eval images/s measured on "
+                       f"{args.ref_steps} batches per model ({args.ref_workers} DataLoader workers, fp32, PIL decode "
+                       "+ resize per item), times each trial's images: epochs x train split (last partial batch "
+                       "dropped) + epochs x val split + the test split once; no process or Ray start"),
+            "rates": rates, "trials": per_trial,
+            "total_seconds_all_trials": sum(t["seconds"] for t in per_trial.values()),
+            "total_seconds_completed_trials": total_done,
+        }
+        out["speedup_vs_reference_completed_trials"] = total_done / run["wall_seconds"] if completed else None
+    return out
+
+
+def bench_efficiency(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
+    from search.space import load_space
+
+    results, out_dir = Path(args.results), Path(args.out).parent
+    src = Path(args.quick_space)
+    base = load_space(src)
+    num_samples = args.num_samples if args.num_samples is not None else base.budget.num_samples
+    if base.scheduler is None:
+        raise SystemExit(f"{src}: has `scheduler: none`; the efficiency benchmark needs a space that uses ASHA")
+    runs: dict[str, dict[str, Any]] = {}
+    for label, sched in (("asha", None), ("unpruned", "none")):
+        name = f"bench-{base.name}-{label}-{stamp}"
+        space_file = derive_space(src, out_dir / f"{name}.yaml", name=name, num_samples=num_samples, scheduler=sched)
+        print(f"\n[efficiency] {base.name} space, {label}: {len(base.fixed)} fixed + {num_samples} searched trials")
+        runs[label] = run_search(space_file, name, results, args)
+    boards = {k: r.pop("board") for k, r in runs.items()}
+    fixed_best = {k: best_fixed_miou(b) if b is not None else None for k, b in boards.items()}
+    known = [v for v in fixed_best.values() if v is not None]
+    target = max(known) if known else None
+    out: dict[str, Any] = {
+        "space": str(src), "num_samples": num_samples, "sampler_seed": base.seed,
+        "scheduler": base.scheduler.model_dump(),
+        "target": {"val_miou": target, "best_fixed_val_miou_per_run": fixed_best,
+                   "definition": ("the best fixed trial's best val mIoU (the larger of the two runs' values, which "
+                                  "should agree: same fixed trials, same seeds)")},
+        "epochs_definition": ("searched trials only, in the order they finished: the sum of their epochs_run up to "
+                              "and including the first one whose best_val_miou >= target; the fixed pass (the same "
+                              "in both runs) is not counted"),
+        "runs": {},
+    }
+    for label, run in runs.items():
+        board = boards[label]
+        summary = search_summary(board, target) if board is not None and target is not None else {"reached": False}
+        out["runs"][label] = {**run, **summary}
+    p, u = out["runs"]["asha"], out["runs"]["unpruned"]
+    ratio = efficiency_ratio(p, u) if target is not None else None
+    out.update(ratio_epochs_to_target=ratio, goal_ratio=TARGET_RATIO,
+               meets_goal=None if ratio is None else ratio <= TARGET_RATIO,
+               ratio_total_epochs=(p["total_epochs"] / u["total_epochs"]) if u.get("total_epochs") else None,
+               ratio_wall_seconds=p["wall_seconds"] / u["wall_seconds"])
+    return out
+
+
+def _num(v: Any) -> float | int | None:
+    """A leaderboard cell as a JSON number (None for a missing value)."""
+    if v is None or pd.isna(v):
+        return None
+    return int(v) if isinstance(v, (int, np.integer)) else float(v)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Provenance, the table, main
+# ---------------------------------------------------------------------------------------------------------------
+def provenance(device: torch.device) -> dict[str, Any]:
+    from search.provenance import git_commit, versions
+
+    name = (torch.cuda.get_device_name() if device.type == "cuda"
+            else f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    v = versions()
+    return {"benchmark": "bench.search", "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "device": name, "hostname": socket.gethostname(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "ray": v.get("ray"), "optuna": v.get("optuna"), "python": v.get("python"),
+            "git_commit": git_commit(), "command": ["python", "-m", "bench.search", *sys.argv[1:]],
+            "load_average_at_start": list(os.getloadavg())}  # other work on the machine skews every timing
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = [f"bench.search  {report['date']}  {report['device']}  torch {report['torch']}  ray {report['ray']}  "
+             f"git {report['git_commit']}"]
+    if report.get("load_average_at_start"):
+        lines.append(f"load average (1/5/15 min) at start {_loads(report['load_average_at_start'])}, at end "
+                     f"{_loads(report.get('load_average_at_end'))}: timings are shared with whatever else ran")
+    paper = report.get("paper")
+    if paper:
+        lines += ["", f"paper.yaml end to end: {paper['image_size']} px, epochs x{paper['epochs_scale']:g}, "
+                  f"{paper['data']}" + ("   [REDUCED size]" if paper["reduced"] else "")]
+        lines.append(f"  {'trial':9s} {'arch':13s} {'epochs':>6s} {'status':10s} {'val mIoU':>8s} {'seconds':>8s}"
+                     + ("  reference est. s" if "reference" in paper else ""))
+        ref = paper.get("reference", {}).get("trials", {})
+        for r in paper["trials"]:
+            miou = f"{r['best_val_miou']:.4f}" if r["best_val_miou"] is not None else "-"
+            secs = f"{r['wall_seconds']:.1f}" if r["wall_seconds"] is not None else "-"
+            lines.append(f"  {r['name']:9s} {r['arch']:13s} {r['epochs']:6d} {str(r['status']):10s} {miou:>8s} "
+                         f"{secs:>8s}" + (f"  {ref[r['name']]['seconds']:16.1f}" if r["name"] in ref else ""))
+        lines.append(f"  segtune (search.run, Ray start included): {paper['wall_seconds']:.1f} s wall, "
+                     f"{paper['n_completed']} completed, {paper['n_failed']} failed {paper['failed']}")
+        if "reference" in paper:
+            ref = paper["reference"]
+            lines.append(f"  reference loop, one trial after another (ESTIMATE): "
+                         f"{ref['total_seconds_completed_trials']:.1f} s for the completed trials, "
+                         f"{ref['total_seconds_all_trials']:.1f} s for all seven; speedup "
+                         f"{paper['speedup_vs_reference_completed_trials'] or float('nan'):.2f}x")
+    eff = report.get("efficiency")
+    if eff:
+        t = eff["target"]["val_miou"]
+        lines += ["", f"search efficiency on {eff['space']} ({eff['num_samples']} searched trials, seed "
+                  f"{eff['sampler_seed']}); target val mIoU {t if t is None else f'{t:.4f}'} (best fixed trial)",
+                  f"  {'run':9s} {'reached':>7s} {'epochs to target':>16s} {'trials':>6s} {'total epochs':>12s} "
+                  f"{'best searched':>13s} {'wall s':>7s}"]
+        for label, r in eff["runs"].items():
+            best = r.get("best_searched_val_miou")
+            lines.append(f"  {label:9s} {str(r.get('reached')):>7s} {str(r.get('epochs_to_target')):>16s} "
+                         f"{str(r.get('trials_to_target')):>6s} {str(r.get('total_epochs')):>12s} "
+                         f"{'-' if best is None else f'{best:.4f}':>13s} {r['wall_seconds']:7.1f}")
+        ratio = eff["ratio_epochs_to_target"]
+        lines.append(f"  epochs to target, ASHA / unpruned: {'n/a' if ratio is None else f'{ratio:.2f}'} "
+                     f"(goal <= {eff['goal_ratio']:.2f}: {_goal(eff['meets_goal'])});"
+                     f" total epochs ratio {_fmt(eff['ratio_total_epochs'])}, wall ratio "
+                     f"{_fmt(eff['ratio_wall_seconds'])}")
+    return "\n".join(lines)
+
+
+def _goal(met: bool | None) -> str:
+    return "n/a (a run did not reach the target)" if met is None else "met" if met else "NOT met"
+
+
+def _loads(v: list[float] | None) -> str:
+    return "-" if not v else "/".join(f"{x:.1f}" for x in v)
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def parse_args(argv: list[str] | None, cuda: bool) -> argparse.Namespace:
+    d = CUDA_DEFAULTS if cuda else CPU_DEFAULTS
+    ap = argparse.ArgumentParser(prog="python -m bench.search", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="results/bench/search.json", help="the JSON report (written atomically)")
+    ap.add_argument("--results", default=None, help="where the experiments go (default: the --out folder)")
+    ap.add_argument("--image-size", type=int, default=d["image_size"],
+                    help=f"paper run's image size (default here: {d['image_size']}; 224 on CUDA, 64 on CPU)")
+    ap.add_argument("--epochs-scale", type=float, default=d["epochs_scale"],
+                    help=f"multiply every paper trial's epochs (default here: {d['epochs_scale']:g}; 1 on CUDA)")
+    ap.add_argument("--data-root", default=str(DEFAULT_VOC), help="VOC2007 root; synthetic data when absent")
+    ap.add_argument("--paper-space", default=str(PAPER_SPACE))
+    ap.add_argument("--quick-space", default=str(QUICK_SPACE), help="the space of the efficiency benchmark")
+    ap.add_argument("--num-samples", type=int, default=None, help="searched trials per run (default: the space's)")
+    ap.add_argument("--skip-paper", action="store_true")
+    ap.add_argument("--skip-efficiency", action="store_true")
+    ap.add_argument("--no-reference", action="store_true", help="skip measuring the paper-style loop")
+    ap.add_argument("--ref-steps", type=int, default=20 if cuda else 3, help="timed reference batches per model")
+    ap.add_argument("--ref-warmup", type=int, default=3 if cuda else 1)
+    ap.add_argument("--ref-workers", type=int, default=0, help="reference DataLoader workers (paper-style: 0)")
+    ap.add_argument("--gpus", type=float, default=None if cuda else 0.0,
+                    help="search.run --gpus (default: the space's on CUDA, 0 on CPU)")
+    ap.add_argument("--num-cpus", type=int, default=None, help="search.run --num-cpus (default: all)")
+    args = ap.parse_args(argv)
+    if args.results is None:
+        args.results = str(Path(args.out).parent)
+    if args.epochs_scale <= 0:
+        ap.error("--epochs-scale must be > 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    cuda = torch.cuda.is_available()
+    args = parse_args(argv, cuda)
+    device = torch.device("cuda" if cuda else "cpu")
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    report = provenance(device)
+    report["defaults"] = "CUDA: 224 px, full epochs" if cuda else (
+        f"CPU: reduced to {CPU_DEFAULTS['image_size']} px and epochs x{CPU_DEFAULTS['epochs_scale']:g} "
+        f"(the full paper run takes hours on this CPU)")
+    print(f"device: {report['device']}; torch {report['torch']}, ray {report['ray']}; {report['defaults']}")
+    if not args.skip_paper:
+        report["paper"] = bench_paper(args, stamp, device)
+    if not args.skip_efficiency:
+        report["efficiency"] = bench_efficiency(args, stamp)
+    from seg.atomic import atomic_write_text
+
+    out = Path(args.out)
+    report["load_average_at_end"] = list(os.getloadavg())
+    atomic_write_text(out, json.dumps(report, indent=2, default=str))
+    print("\n" + format_table(report))
+    print(f"\nwrote {out}")
+    failed = [r["returncode"] for r in [report.get("paper", {}), *report.get("efficiency", {}).get("runs", {}).values()]
+              if r and r.get("returncode")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""The bad-input table: each mistake a user can make gets one clear message through the real CLI (file, key or
+item, the bad value, the fix), a non-zero exit code and no traceback (tracebacks only with --debug).
+
+Most cases call `search.run.main` in this process (no Ray is started for them: spaces, data, weights and the results
+folder are checked first); the ones marked `subprocess` run `python -m ...` exactly as a user would.
+tests/test_space.py covers more space-file mistakes against `load_space` directly; this table runs them end to end.
+
+    SEGTUNE_WRITE_TROUBLESHOOTING=1 pytest tests/test_bad_inputs.py   # regenerates docs/troubleshooting.md
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "troubleshooting.md"
+
+SPACE = """
+name: bad
+data: {{dataset: voc2007, root: {root}, image_size: 32}}
+defaults: {{epochs: 1, batch_size: 4, width: 0.25, device: cpu, cache_dir: {cache}}}
+params:
+  lr: {{loguniform: [1.0e-4, 1.0e-2]}}
+fixed_trials:
+  base: {{}}
+budget: {{num_samples: 2}}
+resources: {{cpus: 1, gpus: 0}}
+"""
+
+
+@dataclass
+class Case:
+    title: str  # the bad input, as the table says it
+    make: Callable[[Path, Path], list[str]]  # (tmp_path, synthetic_root) -> CLI argv (after the program)
+    expect: list[str]  # parts of the message: file, key/item, bad value, fix
+    fix: str
+    program: str = "search.run"
+    subprocess: bool = False
+    needs_ray: bool = False  # the check needs the cluster's resources
+    message: str = field(default="", repr=False)
+
+
+def space(tmp: Path, root: Path, text: str | None = None, edit: tuple[str, str] | None = None,
+          name: str = "space.yaml") -> Path:
+    text = text if text is not None else SPACE.format(root=root, cache=tmp / "cache")
+    if edit:
+        assert edit[0] in text, edit[0]
+        text = text.replace(*edit, 1)
+    path = tmp / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def run_args(path: Path, tmp: Path, *extra: str) -> list[str]:
+    return [str(path), "--results", str(tmp / "results"), "--no-dashboard", "--num-cpus", "1", *extra]
+
+
+def broken_data(tmp: Path, root: Path, rel: str, breaker: Callable[[Path], None]) -> Path:
+    """A copy of the synthetic VOCdevkit with one file broken; returns the copy's root."""
+    out = tmp / "voc"
+    shutil.copytree(root / "VOCdevkit", out / "VOCdevkit")
+    breaker(out / "VOCdevkit" / "VOC2007" / rel)
+    return out
+
+
+def data_case(rel: str, breaker: Callable[[Path], None]) -> Callable[[Path, Path], list[str]]:
+    def make(tmp: Path, root: Path) -> list[str]:
+        return run_args(space(tmp, broken_data(tmp, root, rel, breaker)), tmp)
+    return make
+
+
+def _truncate(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _mask_value(p: Path) -> None:
+    m = Image.open(p)
+    a = np.array(m)
+    a[0, 0] = 37
+    out = Image.fromarray(a)
+    out.putpalette(m.getpalette())
+    out.save(p)
+
+
+def _resize(p: Path) -> None:
+    m = Image.open(p)
+    m.resize((m.width + 3, m.height), Image.NEAREST).save(p)
+
+
+def _include_cycle(tmp: Path, root: Path) -> list[str]:
+    base = SPACE.format(root=root, cache=tmp / "cache")
+    space(tmp, root, base.replace("name: bad", "name: b").replace("  base: {}", "  include: a.yaml\n  b1: {}"),
+          name="b.yaml")
+    a = space(tmp, root, base.replace("name: bad", "name: a").replace("  base: {}", "  include: b.yaml\n  a1: {}"),
+              name="a.yaml")
+    return run_args(a, tmp)
+
+
+def _unwritable_results(tmp: Path, root: Path) -> list[str]:
+    (tmp / "results-file").write_text("a file, not a folder")
+    return [str(space(tmp, root)), "--results", str(tmp / "results-file" / "results"), "--no-dashboard"]
+
+
+CASES: dict[str, Case] = {
+    "missing-space-file": Case(
+        "space file that does not exist", lambda t, r: run_args(t / "nope.yaml", t),
+        ["nope.yaml", "space file not found"], "check the path (relative to the current directory)",
+        subprocess=True),
+    "invalid-yaml": Case(
+        "YAML syntax error", lambda t, r: run_args(space(t, r, "name: [unclosed\n"), t),
+        ["space.yaml", "not valid YAML", "line"], "fix the line the message names"),
+    "unknown-key": Case(
+        "unknown key (a typo)",
+        lambda t, r: run_args(space(t, r, edit=("budget: {num_samples: 2}", "budget: {num_sample: 2}")), t),
+        ["space.yaml", "budget.num_sample", "unknown key", "did you mean 'num_samples'"],
+        "use the suggested key; the message lists the keys allowed there", subprocess=True),
+    "unknown-train-field": Case(
+        "unknown training field in defaults / a fixed trial",
+        lambda t, r: run_args(space(t, r, edit=("  base: {}", "  base: {lrr: 0.1}")), t),
+        ["space.yaml", "fixed_trials.base.lrr", "did you mean 'lr'"], "use the suggested TrainConfig field"),
+    "wrong-type": Case(
+        "wrong type", lambda t, r: run_args(space(t, r, edit=("num_samples: 2", "num_samples: many")), t),
+        ["space.yaml", "budget.num_samples", "integer", "'many'"], "give a value of the type the message names"),
+    "low-above-high": Case(
+        "range with low > high",
+        lambda t, r: run_args(space(t, r, edit=("[1.0e-4, 1.0e-2]", "[0.1, 0.01]")), t),
+        ["space.yaml", "params.lr", "low (0.1) must be < high (0.01)"], "swap the bounds"),
+    "empty-choice": Case(
+        "empty choice list",
+        lambda t, r: run_args(space(t, r, edit=("params:\n", "params:\n  activation: {choice: []}\n")), t),
+        ["space.yaml", "params.activation", "empty", "at least one value"], "list at least one value"),
+    "unknown-arch": Case(
+        "unknown architecture",
+        lambda t, r: run_args(space(t, r, edit=("params:\n", "params:\n  arch: {choice: [fcn, resnet]}\n")), t),
+        ["space.yaml", "params.arch.choice[1]", "unknown arch 'resnet'", "did you mean 'resnet34_fcn'"],
+        "use one of the registered architectures (fcn, fcn_dilated, resnet34_fcn, unet)"),
+    "unknown-activation": Case(
+        "unknown activation",
+        lambda t, r: run_args(space(t, r, edit=("epochs: 1,", "epochs: 1, activation: swish,")), t),
+        ["space.yaml", "defaults.activation", "'relu'", "'gelu'", "(got 'swish')"], "use one of the listed values"),
+    "include-missing": Case(
+        "`include:` of a missing file",
+        lambda t, r: run_args(space(t, r, edit=("  base: {}", "  include: nowhere.yaml\n  base: {}")), t),
+        ["space.yaml", "fixed_trials.include", "'nowhere.yaml' not found", "relative to"],
+        "include paths are relative to the including file"),
+    "include-cycle": Case(
+        "a cycle of includes", _include_cycle, ["a.yaml", "fixed_trials.include", "include cycle", "b.yaml"],
+        "remove one of the includes"),
+    "missing-data-root": Case(
+        "missing data root", lambda t, r: run_args(space(t, t / "nowhere"), t),
+        ["space.yaml", "data:", "nowhere", "does not exist", "VOCdevkit/VOC2007/JPEGImages", "download: true",
+         "dataset: synthetic"], "point data.root at the folder holding VOCdevkit/, or use dataset: synthetic",
+        subprocess=True),
+    "missing-split": Case(
+        "missing split file", data_case("ImageSets/Segmentation/train.txt", Path.unlink),
+        ["space.yaml", "'train' split", "train.txt does not exist"], "restore the split file the message names"),
+    "empty-split": Case(
+        "empty split file", data_case("ImageSets/Segmentation/train.txt", lambda p: p.write_text("\n")),
+        ["space.yaml", "train.txt is empty", "one image id per line"], "list one image id per line"),
+    "id-without-image": Case(
+        "an id in a split with no image",
+        data_case("ImageSets/Segmentation/train.txt", lambda p: p.write_text(p.read_text() + "999999\n")),
+        ["space.yaml", "train.txt names files that do not exist", "999999.jpg", "remove their ids"],
+        "restore the files or remove the ids from the split file"),
+    "truncated-jpeg": Case(
+        "a truncated JPEG", data_case("JPEGImages/000000.jpg", _truncate),
+        ["space.yaml", "cannot decode image", "000000.jpg", "corrupt or truncated, replace it"],
+        "replace the file (re-copy the data set)"),
+    "mask-labels": Case(
+        "a mask PNG with labels outside {0..20, 255}", data_case("SegmentationClass/000000.png", _mask_value),
+        ["space.yaml", "000000.png has values [37]", "0..20 and 255"],
+        "masks must be class-index PNGs (palette or grayscale), not colour images"),
+    "size-mismatch": Case(
+        "image / mask size mismatch", data_case("SegmentationClass/000000.png", _resize),
+        ["space.yaml", "SegmentationClass/000000.png is", "JPEGImages/000000.jpg is", "(WxH)", "must match pixel for pixel"],
+        "re-export the mask at the image's size"),
+    "no-weights": Case(
+        "`pretrained: true` with no weights reachable",
+        lambda t, r: run_args(space(t, r, edit=("  base: {}", "  base: {arch: resnet34_fcn, pretrained: true}")), t),
+        ["space.yaml", "fixed_trials.base: pretrained: true", "resnet34-b627a593.pth", "pretrained: false",
+         "--allow-missing-weights"], "put the weights file in the torch hub cache (or set pretrained_path), set "
+        "pretrained: false, or pass --allow-missing-weights", subprocess=True),
+    "unwritable-results": Case(
+        "unwritable results folder", _unwritable_results,
+        ["results folder", "results-file", "Not a directory", "pass --results"], "pass --results with a writable "
+        "folder"),
+    "gpus-per-trial": Case(
+        "`gpus` per trial larger than any node has", lambda t, r: run_args(space(t, r), t, "--gpus", "8"),
+        ["space.yaml", "resources.gpus", "asks for 8 GPU", "--gpus"],
+        "lower resources.gpus / --gpus to what one node has (0 on a CPU machine)", subprocess=True, needs_ray=True),
+    "too-many-cpus": Case(
+        "`cpus` per trial larger than any node has",
+        lambda t, r: run_args(space(t, r, edit=("cpus: 1", "cpus: 64")), t),
+        ["space.yaml", "resources.cpus", "asks for 64 CPUs", "lower resources.cpus"], "lower resources.cpus",
+        subprocess=True, needs_ray=True),
+    "train-bad-value": Case(
+        "`seg.train`: a bad value", lambda t, r: ["--set", "lr=fast"],
+        ["--set", "lr", "valid number", "'fast'"], "give a number", program="seg.train", subprocess=True),
+    "train-unknown-key": Case(
+        "`seg.train`: an unknown field", lambda t, r: ["--set", "archh=unet"],
+        ["--set", "archh", "did you mean 'arch'"], "use the suggested field", program="seg.train", subprocess=True),
+    "train-missing-config": Case(
+        "`seg.train`: a missing config file", lambda t, r: ["--config", str(t / "none.yaml")],
+        ["none.yaml", "config file not found"], "check the path", program="seg.train", subprocess=True),
+    "train-missing-data": Case(
+        "`seg.train`: missing data", lambda t, r: ["--set", f"data_root={t / 'nowhere'}", "--set", "image_size=32",
+                                                   "--out", str(t / "out")],
+        ["nowhere", "does not exist", "VOCdevkit"], "point data_root at the folder holding VOCdevkit/",
+        program="seg.train", subprocess=True),
+}
+RAY_CASES = [c for c, case in CASES.items() if case.needs_ray]
+
+
+def run_case(case: Case, tmp_path: Path, synthetic_root: Path, capsys) -> tuple[int, str, str]:
+    argv = case.make(tmp_path, synthetic_root)
+    if case.subprocess:
+        out = subprocess.run([sys.executable, "-m", case.program, *argv], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=180, env={**os.environ, "PYTHONPATH": str(REPO)})
+        return out.returncode, out.stdout, out.stderr
+    import importlib
+
+    main = importlib.import_module(case.program).main
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        rc = main(argv)
+    finally:
+        os.chdir(cwd)
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+@pytest.mark.parametrize("name", [pytest.param(c, marks=pytest.mark.slow) if c in RAY_CASES else c for c in CASES])
+@pytest.mark.timeout(240)
+def test_bad_input_gives_one_clear_message(name, tmp_path, synthetic_root, capsys):
+    case = CASES[name]
+    rc, out, err = run_case(case, tmp_path, synthetic_root, capsys)
+    assert rc != 0
+    assert "Traceback" not in out + err, err
+    if case.needs_ray:  # Ray's own start-up lines come first
+        err = err[err.index("\nerror: ") + 1:] if "\nerror: " in err else err
+    assert err.startswith("error: "), err
+    assert err.count("error: ") == 1, err  # one message (it may span a few lines: the fix, the expected layout)
+    for part in case.expect:
+        assert part in err, f"{part!r} not in:\n{err}"
+    if case.program == "seg.train":
+        assert rc == 2
+    if not case.needs_ray:
+        assert "Ray" not in out, out  # refused before Ray starts
+    if name not in ("unwritable-results",):
+        assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+    case.message = _portable(err, tmp_path, synthetic_root)
+
+
+def test_debug_shows_the_traceback(tmp_path, synthetic_root, capsys):
+    from search.run import main
+
+    argv = run_args(space(tmp_path, synthetic_root, edit=("num_samples: 2", "num_samples: many")), tmp_path)
+    assert main([*argv, "--debug"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def _portable(err: str, tmp: Path, root: Path) -> str:
+    text = err.strip().replace(str(tmp), "~/work").replace(str(root), "~/data")
+    return text.replace(str(REPO), "~/segtune").replace(Path.home().as_posix(), "~")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_troubleshooting():
+    """With SEGTUNE_WRITE_TROUBLESHOOTING=1, docs/troubleshooting.md is rewritten from the messages just seen."""
+    yield
+    if not os.environ.get("SEGTUNE_WRITE_TROUBLESHOOTING"):
+        return
+    seen = [c for c in CASES.values() if c.message]
+    if len(seen) < len(CASES):
+        return  # a partial run (-k, failures, slow cases deselected) leaves the document alone
+    rows = []
+    for c in seen:
+        msg = c.message.removeprefix("error: ").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        msg = msg.replace("|", "\\|").replace("\n", "<br>")
+        rows.append(f"| {c.title} | `{'python -m ' + c.program}`: {msg} | {c.fix} |")
+    text = DOC.read_text() if DOC.exists() else ""
+    start, end = "<!-- bad-input table: generated by tests/test_bad_inputs.py -->", "<!-- end of table -->"
+    table = "\n".join([start, "", "| bad input | message (exit code 2, no traceback) | fix |", "|---|---|---|",
+                       *rows, "", end])
+    if start in text and end in text:
+        text = text[:text.index(start)] + table + text[text.index(end) + len(end):]
+    else:
+        text = text + "\n" + table + "\n"
+    DOC.write_text(text)

@@ -261,7 +261,8 @@ class TrialRecorder(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         rec = self._record(trial)
-        text = trial.get_error() or "trial errored (no error file)"
+        # get_error() reads the copy in storage, which Tune syncs later; the local error file is written first.
+        text = trial.get_error() or local_error_text(trial) or "trial errored (no error file)"
         rec.update(status="failed", error=last_exception_line(text), error_type="crash", error_text=text[-20000:],
                    pruned_at_epoch=None)
         self._finish(rec, trial)
@@ -342,6 +343,14 @@ def final_status(rec: dict[str, Any]) -> dict[str, Any]:
     if epochs_run >= int(rec["config"].get("epochs", 0)):
         return {"status": "completed", "pruned_at_epoch": None, "error": None}
     return {"status": "pruned", "pruned_at_epoch": epochs_run, "error": None}
+
+
+def local_error_text(trial) -> str | None:
+    """The trial's error.txt in its local folder (written by Tune before the callback runs)."""
+    try:
+        return Path(trial.error_file).read_text() or None
+    except (OSError, TypeError, AttributeError):
+        return None
 
 
 def last_exception_line(text: str) -> str:

@@ -37,6 +37,8 @@ import pandas as pd
 import torch
 import yaml
 
+from seg.atomic import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VOC = REPO.parent / "shared" / "data"
 PAPER_SPACE = REPO / "spaces" / "paper.yaml"
@@ -99,7 +101,7 @@ def derive_space(src: str | Path, dst: str | Path, *, name: str, epochs_scale: f
     note = (f"# Derived from {src} by bench.search (epochs x{epochs_scale:g}"
             f"{f', {image_size} px' if image_size else ''}); regenerated on every run, do not edit.\n")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_text(note + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+    atomic_write_text(dst, note + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
     return dst
 
 
@@ -166,26 +168,13 @@ def efficiency_ratio(pruned: dict[str, Any], unpruned: dict[str, Any]) -> float 
 def reference_eval(cfg, workers: int, steps: int, warmup: int, device: torch.device) -> float:
     """Images/s of the paper-style evaluation: PIL decode + resize per item in a DataLoader over the val split,
     fp32 forward under no_grad, argmax, a bincount confusion matrix on the host (the paper's per-batch .cpu())."""
-    import torchvision.transforms.v2 as T
     from torch.utils.data import DataLoader
-    from torchvision import tv_tensors
 
-    from bench.throughput import sync
-    from seg.data.voc import IGNORE_INDEX, NUM_CLASSES, voc_dataset
+    from bench.throughput import paper_style_dataset, sync
+    from seg.data.voc import IGNORE_INDEX, NUM_CLASSES
     from seg.models import build_model
 
-    size = cfg.image_size
-    joint = T.Compose([T.Resize((size, size), antialias=True),
-                       T.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
-                       T.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))])
-
-    def transforms(img, mask):
-        img, mask = joint(tv_tensors.Image(T.functional.pil_to_tensor(img)),
-                          tv_tensors.Mask(T.functional.pil_to_tensor(mask)[0]))
-        return img.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).long()
-
-    ds = voc_dataset(cfg.data_root, cfg.year, cfg.val_split)
-    ds.transforms = transforms
+    ds = paper_style_dataset(cfg, cfg.val_split, flip=False)
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, num_workers=workers)
     model = build_model(cfg).to(device).eval()
     conf = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)

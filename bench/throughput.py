@@ -53,16 +53,15 @@ def flops_per_image(cfg: TrainConfig, device: torch.device) -> float:
     return fc.get_total_flops() / 2
 
 
-def reference_loop(cfg: TrainConfig, workers: int, steps: int, warmup: int, device: torch.device) -> float:
-    """Images/s of the paper-style loop (PIL decode + resize per item in a DataLoader, fp32, loss.item())."""
+def paper_style_dataset(cfg: TrainConfig, split: str, flip: bool):
+    """torchvision's VOCSegmentation decoding and resizing every item with PIL, as the paper's loop did."""
     import torchvision.transforms.v2 as T
-    from torch.utils.data import DataLoader
     from torchvision import tv_tensors
 
     from seg.data.voc import voc_dataset
 
     size = cfg.image_size
-    joint = T.Compose([T.Resize((size, size), antialias=True), T.RandomHorizontalFlip(),
+    joint = T.Compose([T.Resize((size, size), antialias=True), *([T.RandomHorizontalFlip()] if flip else []),
                        T.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
                        T.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))])
 
@@ -71,8 +70,16 @@ def reference_loop(cfg: TrainConfig, workers: int, steps: int, warmup: int, devi
                           tv_tensors.Mask(T.functional.pil_to_tensor(mask)[0]))
         return img.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).long()
 
-    ds = voc_dataset(cfg.data_root, cfg.year, cfg.train_split)
-    ds.transforms = transforms  # torchvision's joint (image, target) hook, applied per item as the paper did
+    ds = voc_dataset(cfg.data_root, cfg.year, split)
+    ds.transforms = transforms  # torchvision's joint (image, target) hook, applied per item
+    return ds
+
+
+def reference_loop(cfg: TrainConfig, workers: int, steps: int, warmup: int, device: torch.device) -> float:
+    """Images/s of the paper-style loop (PIL decode + resize per item in a DataLoader, fp32, loss.item())."""
+    from torch.utils.data import DataLoader
+
+    ds = paper_style_dataset(cfg, cfg.train_split, flip=True)
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0, pin_memory=device.type == "cuda")
     model = build_model(cfg).to(device)

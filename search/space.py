@@ -615,9 +615,7 @@ def format_space_errors(err: ValidationError, where: str) -> str:
         elif e["type"] == "model_type" and len(loc) == 2 and loc[0] == "params":
             msg = f"expected a mapping such as {{loguniform: [1.0e-4, 1.0e-2]}} (got {e['input']!r})"
         else:
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] != "missing" and "input" in e and not isinstance(e["input"], dict):
-                msg += f" (got {e['input']!r})"
+            msg = _value_message(e)
         lines.append(f"{where}: {key}: {msg}")
     return "\n".join(lines)
 
@@ -631,11 +629,17 @@ def format_train_errors(err: ValidationError, where: str, section: str) -> str:
             name = str(e["loc"][-1])
             msg = f"unknown TrainConfig field {name!r}" + _did_you_mean(name, TrainConfig.model_fields)
         else:
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] != "missing" and "input" in e and not isinstance(e["input"], dict):
-                msg += f" (got {e['input']!r})"
+            msg = _value_message(e)
         lines.append(f"{where}: {key}: {msg}")
     return "\n".join(lines)
+
+
+def _value_message(e: dict) -> str:
+    """pydantic's message without its 'Value error, ' prefix, plus the offending value when it is a scalar."""
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] != "missing" and "input" in e and not isinstance(e["input"], dict):
+        msg += f" (got {e['input']!r})"
+    return msg
 
 
 def _did_you_mean(word: str, options) -> str:

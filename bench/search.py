@@ -16,6 +16,9 @@
    none`), same sampler seed and num_samples. For each run: the cumulative epochs of searched trials, in the order
    they finished, until the first searched trial whose best val mIoU reaches the target = the best fixed trial's best
    val mIoU (the fixed pass is identical in both runs and not counted); the ratio pruned / unpruned (goal <= 1/3).
+
+Long because it holds both benchmarks and the JSON/table they share; each part is a handful of short functions,
+and splitting it would scatter one measurement over several files.
 """
 from __future__ import annotations
 

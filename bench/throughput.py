@@ -28,7 +28,8 @@ from seg.data import load_split
 from seg.data.cache import SplitData
 from seg.losses import build_loss
 from seg.models import build_model
-from seg.train import Levers, build_optimizer, cpu_has_native_bf16, lr_factor, resolve_levers, train_one_epoch
+from seg.levers import Levers, cpu_has_native_bf16, resolve_levers
+from seg.train import build_optimizer, lr_factor, train_one_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VOC = REPO.parent / "shared" / "data"

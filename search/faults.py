@@ -1,7 +1,11 @@
 """Test-only fault injection, driven by the `SEGTUNE_FAULT` environment variable (unset in normal use).
 
-The fault-injection suite (tests/faults/) needs to stop a search at exact moments without sleeping:
+The fault-injection suite (tests/faults/) needs to stop a search at exact moments without sleeping. Faults live
+outside TrainConfig, so they never become hyperparameters or leaderboard columns; several are joined with `;`:
 
+  SEGTUNE_FAULT=fail_at_epoch:<trial name>:<n>[:oom]
+      the named trial raises at the start of epoch n: a RuntimeError once (a retry that restored a checkpoint
+      goes on), or with `:oom` a CUDA out-of-memory error on every attempt, as a real one would repeat.
   SEGTUNE_FAULT=hold_after_epoch:<n>:<release file>
       every trial, after reporting epoch n (its checkpoint saved), writes `<release file>.held-<trial id>` and
       waits until `<release file>` exists; a test kills the driver or removes a node while trials are held.
@@ -16,20 +20,53 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HOLD_POLL_S = 0.05
+ENV = "SEGTUNE_FAULT"
+
+
+def fault_specs(kind: str) -> list[list[str]]:
+    """The `kind:...` entries of SEGTUNE_FAULT, each split into its fields after the kind."""
+    out = []
+    for spec in os.environ.get(ENV, "").split(";"):
+        head, _, rest = spec.strip().partition(":")
+        if head == kind:
+            out.append(rest.split(":"))
+    return out
+
+
+def epoch_hooks(trial_name: str | None, restored: bool) -> list[Callable[[int, object], None]]:
+    """seg.train.Trainer hooks that inject the failures SEGTUNE_FAULT names for this trial ([] normally)."""
+    hooks = []
+    for fields in fault_specs("fail_at_epoch"):
+        name, at, kind = fields[0], int(fields[1]), (fields[2] if len(fields) > 2 else "error")
+        if name != trial_name or (restored and kind != "oom"):
+            continue
+        hooks.append(_raiser(at, kind))
+    return hooks
+
+
+def _raiser(at: int, kind: str) -> Callable[[int, object], None]:
+    def hook(epoch: int, trainer: object) -> None:
+        if epoch != at:
+            return
+        if kind == "oom":  # what a too-large batch raises on a GPU
+            import torch
+
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected at epoch {epoch} by {ENV})")
+        raise RuntimeError(f"injected failure at epoch {epoch} ({ENV})")
+
+    return hook
 
 
 def hold_after_epoch(epoch: int, trial_id: str) -> None:
-    spec = os.environ.get("SEGTUNE_FAULT", "")
-    if not spec.startswith("hold_after_epoch:"):
-        return
-    _, n, release = spec.split(":", 2)
-    release_path = Path(release)
-    if epoch != int(n) or release_path.exists():
-        return
-    held = release_path.with_name(f"{release_path.name}.held-{trial_id}")
-    held.write_text(str(os.getpid()))
-    while not release_path.exists():  # released by the test, or killed with its node / driver
-        time.sleep(HOLD_POLL_S)
+    for n, *rest in fault_specs("hold_after_epoch"):
+        release_path = Path(":".join(rest))
+        if epoch != int(n) or release_path.exists():
+            continue
+        held = release_path.with_name(f"{release_path.name}.held-{trial_id}")
+        held.write_text(str(os.getpid()))
+        while not release_path.exists():  # released by the test, or killed with its node / driver
+            time.sleep(HOLD_POLL_S)

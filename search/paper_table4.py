@@ -13,7 +13,7 @@ PAPER_IMAGE_SIZE = 224  # px, square
 # leaderboard column -> the paper's column title
 TABLE4_COLUMNS = {
     "best_val_miou": "Best validation IoU",
-    "val_pixel_acc": "Best validation pixel accuracy",
+    "best_val_pixel_acc": "Best validation pixel accuracy",
     "test_miou": "IoU on test",
     "test_pixel_acc": "Pixel accuracy on test",
 }

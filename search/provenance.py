@@ -57,7 +57,7 @@ def gpu_names() -> list[str]:
 
 def hardware(cluster_resources: dict | None = None) -> dict:
     """This machine, plus the Ray cluster's CPU/GPU totals when given."""
-    hw = {"hostname": socket.gethostname(), "platform": platform.platform(), "cpu": platform.processor() or
+    hw = {"host": socket.gethostname(), "platform": platform.platform(), "cpu": platform.processor() or
           platform.machine(), "cpu_count": os.cpu_count(), "gpu_names": gpu_names()}
     if cluster_resources is not None:
         hw["cluster_cpus"] = cluster_resources.get("CPU", 0)

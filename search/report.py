@@ -32,15 +32,15 @@ from plotly.subplots import make_subplots
 from PIL import Image
 
 from search.paper_table4 import FIXED_NAMES, PAPER_DATASET, PAPER_IMAGE_SIZE, TABLE4, TABLE4_COLUMNS
-from search.seeds import ranked
-from seg.data.voc import VOC_CLASSES, VOC_PALETTE
+from search.tables import ranked
+from search.vocab import HOST, IOU_COLUMNS, STATUSES
+from seg.data.classes import VOC_CLASSES
+from seg.data.voc import VOC_PALETTE
 
 REPORT_NAME = "report.html"
-STATUSES = ("completed", "pruned", "failed", "running")
-IOU_COLUMNS = [f"iou_{c}" for c in VOC_CLASSES]
 METRIC_COLUMNS = [
     "best_val_miou",
-    "val_pixel_acc",
+    "best_val_pixel_acc",
     "test_miou",
     "test_pixel_acc",
     "train_loss",
@@ -72,7 +72,6 @@ RUN_FIELDS = {
     "download",
     "device",
     "num_masks",
-    "fail_at_epoch",
     "pretrained_path",
     "amp",
     "channels_last",
@@ -352,12 +351,12 @@ def hardware_text(exp: Experiment) -> str:
         f"{_fmt(gpus)} GPUs" if gpus is not None else "",
         ", ".join(sorted(set(map(str, names)))),
         str(hw.get("cpu") or ""),
-        f"host {hw['hostname']}" if hw.get("hostname") else "",
+        f"host {hw[HOST]}" if hw.get(HOST) else "",
     ]
     text = "; ".join(p for p in parts if p)
     if not text:  # no experiment.json: what the trials ran on
         text = "; ".join(
-            filter(None, [_column_value(exp.lb, "device_name"), _column_value(exp.lb, "hostname")])
+            filter(None, [_column_value(exp.lb, "device_name"), _column_value(exp.lb, HOST)])
         )
     return text or "unknown"
 
@@ -460,7 +459,7 @@ def section_leaderboard(exp: Experiment) -> str:
         ("status", "status", ""),
         ("arch", "arch", ""),
         ("val mIoU", "best_val_miou", ""),
-        ("val px acc", "val_pixel_acc", ""),
+        ("val px acc", "best_val_pixel_acc", ""),
         ("test mIoU", "test_miou", ""),
         ("test px acc", "test_pixel_acc", ""),
     ]
@@ -796,14 +795,14 @@ def section_gallery(exp: Experiment) -> str:
 # ==== 6. per-class IoU heatmap ==============================================================================
 def section_heatmap(exp: Experiment) -> str:
     lb = exp.lb
-    rows = lb[lb[IOU_COLUMNS].notna().any(axis=1)] if len(lb) else lb
+    rows = lb[lb[list(IOU_COLUMNS)].notna().any(axis=1)] if len(lb) else lb
     if rows.empty:
         return _empty("No trial reports per-class IoU yet (the iou_<class> columns are empty).")
     note = ""
     if len(rows) > MAX_HEATMAP_ROWS:
         note = f"Top {MAX_HEATMAP_ROWS} of {len(rows)} trials by val mIoU."
         rows = rows.iloc[:MAX_HEATMAP_ROWS]
-    z = rows[IOU_COLUMNS].to_numpy(dtype=float)
+    z = rows[list(IOU_COLUMNS)].to_numpy(dtype=float)
     fig = go.Figure(
         go.Heatmap(
             z=z,

@@ -77,15 +77,16 @@ def _remove_stale_tmp(path: Path) -> None:
 
 
 def _maybe_kill_before_rename(name: str) -> None:
-    spec = os.environ.get("SEGTUNE_FAULT", "")
-    if spec.startswith("kill_in_leaderboard_write"):  # the name the fault-injection tests use
-        spec = spec.replace("kill_in_leaderboard_write", "kill_before_rename:leaderboard.parquet", 1)
-    if not spec.startswith("kill_before_rename:"):
-        return
-    parts = spec.split(":")
-    target, nth = parts[1], int(parts[2]) if len(parts) > 2 else 1
-    if target != name:
-        return
-    _WRITES[name] = _WRITES.get(name, 0) + 1
-    if _WRITES[name] == nth:
-        os.kill(os.getpid(), signal.SIGKILL)
+    for spec in os.environ.get("SEGTUNE_FAULT", "").split(";"):  # several faults are joined with ';'
+        spec = spec.strip()
+        if spec.startswith("kill_in_leaderboard_write"):  # the name the fault-injection tests use
+            spec = spec.replace("kill_in_leaderboard_write", "kill_before_rename:leaderboard.parquet", 1)
+        if not spec.startswith("kill_before_rename:"):
+            continue
+        parts = spec.split(":")
+        target, nth = parts[1], int(parts[2]) if len(parts) > 2 else 1
+        if target != name:
+            continue
+        _WRITES[name] = _WRITES.get(name, 0) + 1
+        if _WRITES[name] == nth:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from seg.models.spec import ARCHS
+
 ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu", "silu")
 WEIGHTINGS = ("none", "inverse_frequency", "background")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -37,7 +39,7 @@ class TrainConfig(BaseModel):
     synthetic_size: int = Field(128, ge=32, le=512)
 
     # ---- model ------------------------------------------------------------------------------------------------
-    arch: str = "fcn"  # one of seg.models.MODELS
+    arch: str = "fcn"  # one of seg.models.spec.ARCHS
     activation: Literal["relu", "tanh", "gelu", "leaky_relu", "silu"] = "relu"
     width: float = Field(1.0, gt=0, le=4)  # channel multiplier (1.0 = the paper's widths)
     padding: Literal["same", "valid"] = "same"  # unet only
@@ -76,18 +78,14 @@ class TrainConfig(BaseModel):
     compile: Literal["off", "default", "reduce-overhead"] = "off"  # torch.compile; reduce-overhead = CUDA graphs
     fused_optimizer: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA
     num_masks: int = Field(4, ge=0, le=64)  # val images whose predicted masks are kept at the best epoch
-    fail_at_epoch: int | None = None  # fault injection for tests: raise at the start of this epoch
-    fail_kind: Literal["error", "oom"] = "error"  # what fail_at_epoch raises: RuntimeError or CUDA out-of-memory
 
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, v: str) -> str:
-        from seg.models import MODELS  # local import: models import this module
-
-        if v not in MODELS:
-            hint = difflib.get_close_matches(v, MODELS, n=1)
+        if v not in ARCHS:
+            hint = difflib.get_close_matches(v, ARCHS, n=1)
             raise ValueError(
-                f"unknown arch {v!r}; choose one of {sorted(MODELS)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                f"unknown arch {v!r}; choose one of {sorted(ARCHS)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
             )
         return v
 
@@ -95,9 +93,7 @@ class TrainConfig(BaseModel):
     def _consistent(self) -> "TrainConfig":
         if self.scale_min > self.scale_max:
             raise ValueError(f"scale_min ({self.scale_min}) must be <= scale_max ({self.scale_max})")
-        from seg.models import SIZE_MULTIPLE
-
-        step = SIZE_MULTIPLE.get(self.arch, 1)
+        step = ARCHS[self.arch].stride
         if self.image_size % step:
             lo, hi = self.image_size // step * step, (self.image_size // step + 1) * step
             raise ValueError(f"image_size {self.image_size} is not a multiple of {step}, which {self.arch!r} needs "

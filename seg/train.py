@@ -17,8 +17,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,68 +27,22 @@ import torch.nn as nn
 
 from seg.atomic import atomic_write, atomic_write_text
 from seg.config import ConfigError, TrainConfig, make_config
-from seg.data import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES, SplitData, class_pixel_counts, load_split
 from seg.data.augment import augment_batch, batch_indices, normalize
+from seg.data.cache import SplitData, class_pixel_counts, load_split
+from seg.data.classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES
+from seg.levers import Levers, device_name, resolve_levers
 from seg.losses import build_loss
 from seg.metrics import ConfusionMatrix
-from seg.models import build_model
+from seg.models.registry import build_model
 
 STATE_VERSION = 1
+# Called as hook(epoch, trainer) before each epoch trains (1-based): how a caller observes or interrupts the loop
+# (the search's fault-injection tests raise from one) without the config carrying anything but hyperparameters.
+EpochHook = Callable[[int, "Trainer"], None]
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite: the run stops instead of training on garbage."""
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Device and the speed levers
-# ---------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Levers:
-    """What the loop actually uses on this device, resolved from the config's auto/on/off switches."""
-
-    device: torch.device
-    amp_dtype: torch.dtype | None  # bf16 autocast or None
-    channels_last: bool
-    fused_optimizer: bool
-    compile_mode: str | None  # None, "default" or "reduce-overhead"
-
-    def describe(self) -> dict[str, Any]:
-        return {"device": str(self.device), "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
-                "channels_last": self.channels_last, "fused_optimizer": self.fused_optimizer,
-                "compile": self.compile_mode or "off"}
-
-
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU computes bf16 in hardware (AVX512-BF16 / AMX); emulated bf16 is slower than fp32."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
-
-
-def resolve_levers(cfg: TrainConfig) -> Levers:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was requested but torch.cuda.is_available() is False; "
-                           "set device: auto or cpu, or install a CUDA build of torch")
-    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
-    if cfg.amp == "bf16":
-        amp = torch.bfloat16
-    elif cfg.amp == "auto":
-        amp = torch.bfloat16 if (use_cuda and torch.cuda.is_bf16_supported()) or (not use_cuda and cpu_has_native_bf16()) else None
-    else:
-        amp = None
-    channels_last = cfg.channels_last != "off"
-    fused = cfg.fused_optimizer == "on" or (cfg.fused_optimizer == "auto" and use_cuda)
-    compile_mode = None if cfg.compile == "off" else cfg.compile
-    return Levers(device, amp, channels_last, fused and cfg.optimizer in ("adam", "adamw"), compile_mode)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -176,12 +129,12 @@ class Trainer:
     """Owns data, model, optimiser, schedule and the best checkpoint of one run.
 
     `epochs()` yields one metrics dict per remaining epoch; `save`/`load` round-trip everything needed to continue
-    an interrupted run exactly where it stopped.
+    an interrupted run exactly where it stopped. `hooks` are called before each epoch (see EpochHook).
     """
 
-    def __init__(self, cfg: TrainConfig, progress: bool = False):
+    def __init__(self, cfg: TrainConfig, hooks: Sequence[EpochHook] = ()):
         self.cfg = cfg
-        self.progress = progress
+        self.hooks = tuple(hooks)
         self.levers = resolve_levers(cfg)
         self.device_name = device_name(self.levers.device)
         torch.manual_seed(cfg.seed)  # fixes init
@@ -227,11 +180,8 @@ class Trainer:
         forward_model = self._compiled_model()
         while self.epoch < cfg.epochs:
             epoch = self.epoch + 1
-            if cfg.fail_at_epoch is not None and epoch == cfg.fail_at_epoch:
-                if cfg.fail_kind == "oom":  # what a too-large batch raises on a GPU
-                    raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected at epoch {epoch}: "
-                                                      f"fail_at_epoch and fail_kind: oom are set in the config)")
-                raise RuntimeError(f"injected failure at epoch {epoch} (fail_at_epoch is set in the config)")
+            for hook in self.hooks:
+                hook(epoch, self)
             t0 = time.perf_counter()
             loss_sum, seen = train_one_epoch(forward_model, self.loss_fn, self.optimizer, self.scheduler,
                                              self.data["train"], cfg, lv, self.order_gen, self.aug_gen)

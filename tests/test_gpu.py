@@ -14,7 +14,8 @@ from seg.data import load_split
 from seg.data.augment import normalize
 from seg.losses import build_loss
 from seg.models import MODELS, build_model
-from seg.train import Trainer, resolve_levers
+from seg.levers import resolve_levers
+from seg.train import Trainer
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]

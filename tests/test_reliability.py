@@ -1,7 +1,6 @@
 """Fast reliability checks (no Ray): atomic outputs, the experiment lock, checkpoint fallback, source hygiene."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -27,7 +26,7 @@ WRITERS = re.compile(r"\.to_parquet\(|torch\.save\(|np\.savez\w*\(|\.write_text\
 # Writes that are not a finished output: the atomic helper itself, the synthetic generator (writes a temporary
 # folder that is renamed as a whole), the train CLI's append-only metrics.jsonl, the lock and marker files.
 ALLOWED = {"seg/atomic.py": None, "seg/data/synthetic.py": None, "seg/train.py": "metrics.jsonl",
-           "search/trainable.py": "marker.write_text", "search/faults.py": "held.write_text"}
+           "search/tune/trainable.py": "marker.write_text", "search/faults.py": "held.write_text"}
 
 
 def test_every_writer_goes_through_the_atomic_helper():
@@ -95,50 +94,42 @@ def _space(tmp_path):
 
 
 def test_the_lock_refuses_a_second_holder_and_is_released(tmp_path):
-    from search import run
+    from search.experiment import LOCK_NAME, ExperimentLock, locate
     from search.space import SpaceError
 
     space = _space(tmp_path)
-    args = argparse.Namespace(results=str(tmp_path / "results"), name=None, fresh=False)
-    exp_dir = run.lock_experiment(space, args)
-    holder = json.loads((exp_dir / run.LOCK_NAME).read_text())
-    assert holder["pid"] == os.getpid() and holder["host"]
-    saved = dict(run._LOCK)
-    run._LOCK.clear()
-    try:
+    here = locate(space, results=str(tmp_path / "results"))
+    with ExperimentLock(here):
+        holder = json.loads((here.dir / LOCK_NAME).read_text())
+        assert holder["pid"] == os.getpid() and holder["host"]
         with pytest.raises(SpaceError) as e:  # a second lock on the same folder (even from this process)
-            run.lock_experiment(space, args)
+            ExperimentLock(here).__enter__()
         msg = str(e.value)
         assert f"experiment 'locked' is already being run by pid {os.getpid()}" in msg and "--fresh" in msg
-        fresh = argparse.Namespace(results=str(tmp_path / "results"), name=None, fresh=True)
-        other = run.lock_experiment(space, fresh)  # --fresh: a separate folder, its own lock
-        assert other != exp_dir and fresh.name == other.name and not fresh.fresh
-        run.release_lock()
-        assert not other.exists()  # created, left empty: removed again
-    finally:
-        run._LOCK.update(saved)
-    run.release_lock()
-    assert run.lock_experiment(space, args) == exp_dir
-    run.release_lock()
+        fresh = locate(space, results=str(tmp_path / "results"), fresh=True)  # a separate folder, its own lock
+        assert fresh.dir != here.dir and fresh.name.startswith("locked-")
+        with ExperimentLock(fresh):
+            assert fresh.dir.is_dir()
+        assert not fresh.dir.exists()  # created, left empty: removed again
+    with ExperimentLock(here):  # released: the same folder can be locked again
+        pass
 
 
 def test_a_killed_holder_releases_the_lock(tmp_path):
-    from search import run
+    from search.experiment import ExperimentLock, locate
 
     space = _space(tmp_path)
     (tmp_path / "results").mkdir()
     code = textwrap.dedent(f"""
-        import argparse, os, signal
-        from search.run import lock_experiment
+        import os, signal
+        from search.experiment import ExperimentLock, locate
         from search.space import load_space
-        lock_experiment(load_space({str(tmp_path / 's.yaml')!r}),
-                        argparse.Namespace(results={str(tmp_path / 'results')!r}, name=None, fresh=False))
+        ExperimentLock(locate(load_space({str(tmp_path / 's.yaml')!r}), results={str(tmp_path / 'results')!r})).__enter__()
         os.kill(os.getpid(), signal.SIGKILL)
         """)
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60).returncode == -9
-    args = argparse.Namespace(results=str(tmp_path / "results"), name=None, fresh=False)
-    assert run.lock_experiment(space, args).name == "locked"
-    run.release_lock()
+    with ExperimentLock(locate(space, results=str(tmp_path / "results"))) as lock:
+        assert lock.location.name == "locked"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -147,7 +138,7 @@ def test_a_killed_holder_releases_the_lock(tmp_path):
 def test_unreadable_checkpoint_falls_back_to_an_older_one_then_to_scratch(tiny_cfg, tmp_path):
     from ray.tune import Checkpoint
 
-    from search.trainable import STATE_FILE, restore_trainer
+    from search.tune.trainable import STATE_FILE, restore_trainer
     from seg.train import Trainer
 
     trainer = Trainer(tiny_cfg)
@@ -202,7 +193,7 @@ def test_no_unsafe_deserialisation_in_the_sources():
 def test_the_yaml_loader_is_a_safe_loader():
     import yaml
 
-    from search.space import _Loader
+    from search.space.load import _Loader
 
     assert issubclass(_Loader, yaml.SafeLoader)
 
@@ -213,7 +204,7 @@ def test_the_dashboard_binds_to_localhost_and_auth_is_not_disabled():
     assert parse_args(["s.yaml"]).dashboard_host == "127.0.0.1"
     assert parse_args(["s.yaml", "--dashboard-host", "0.0.0.0"]).dashboard_host == "0.0.0.0"
     # a local search starts its own Ray, never joins one someone else started on the machine (ray.init() would)
-    assert 'ray.init(address="local"' in (REPO / "search" / "run.py").read_text()
+    assert 'ray.init(address="local"' in (REPO / "search" / "tune" / "session.py").read_text()
     for path in SOURCES:  # nothing turns Ray's token authentication off or opens a port to every interface
         text = path.read_text()
         assert not re.search(r"environ(\[|\.setdefault\(|\.update\().{0,5}[\"']RAY_AUTH_MODE", text), path

@@ -118,7 +118,7 @@ def fabricate(
             git_commit="abc1234",
             versions=json.dumps({"torch": "2.x"}),
             config_json=json.dumps({"arch": arch, "lr": lr}),
-            hostname="node0",
+            host="node0",
             device_name="cpu",
             started_at=f"2026-11-24T10:{i:02d}:00+00:00",
             finished_at=f"2026-11-24T11:{i:02d}:00+00:00",
@@ -388,11 +388,12 @@ def test_report_of_a_real_small_training_run(tiny_cfg, tmp_path):
     """Real trainings (tiny synthetic set, CPU) -> the search's own trial records and Parquet writer -> report.
 
     There is no search fixture to reuse yet, so this stands in for one: trial records as the driver writes them
-    (`trials/<trial_id>.json`, see search/trainable.py), tables by `search.leaderboard.write_tables`.
+    (`trials/<trial_id>.json`, search/records.py), tables by `search.tables.write_tables`.
     """
-    from search.leaderboard import write_tables
+    from search.faults import _raiser
     from search.provenance import now_iso
-    from search.trainable import final_status, record_path, write_json_atomic
+    from search.records import final_status, record_path, write_json_atomic
+    from search.tables import write_tables
     from seg.train import Trainer
 
     exp = tmp_path / "real"
@@ -400,7 +401,7 @@ def test_report_of_a_real_small_training_run(tiny_cfg, tmp_path):
         ("t_00000", "baseline", "fixed", {}, None),
         ("t_00001", "search-0001", "searched", {"lr": 3e-3}, None),
         ("t_00002", "search-0002", "searched", {"epochs": 3}, 1),  # stopped after 1 of 3 epochs: pruned
-        ("t_00003", "search-0003", "searched", {"fail_at_epoch": 2}, None),
+        ("t_00003", "search-0003", "searched", {}, None),  # raises at epoch 2 (a fault hook): failed
     ]
     for tid, name, kind, upd, stop in plans:
         cfg = tiny_cfg.model_copy(update={"width": 0.25, **upd})  # narrow: seconds on a CPU
@@ -412,7 +413,7 @@ def test_report_of_a_real_small_training_run(tiny_cfg, tmp_path):
             history=[],
             started_at=now_iso(),
         )
-        trainer = Trainer(cfg)
+        trainer = Trainer(cfg, hooks=[_raiser(2, "error")] if name == "search-0003" else ())
         try:
             for m in trainer.epochs():
                 rec["history"].append(m)

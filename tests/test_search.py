@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.leaderboard import HISTORY_SCHEMA, LEADERBOARD_SCHEMA
+from search.tables import HISTORY_SCHEMA, LEADERBOARD_SCHEMA
 from seg.config import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -60,9 +60,9 @@ def check_schema(df: pd.DataFrame, schema: dict) -> None:
 
 def test_schema_constants_cover_the_design():
     assert set(TrainConfig.model_fields) <= set(LEADERBOARD_SCHEMA)
-    design = ("trial_id name kind status pruned_at_epoch error epochs_run best_epoch best_val_miou val_pixel_acc "
+    design = ("trial_id name kind status pruned_at_epoch error epochs_run best_epoch best_val_miou best_val_pixel_acc "
               "test_miou test_pixel_acc train_loss val_loss wall_seconds gpu_seconds images_per_s compile_seconds "
-              "seed git_commit versions config_json hostname device_name started_at finished_at").split()
+              "seed git_commit versions config_json host device_name started_at finished_at").split()
     assert set(design) <= set(LEADERBOARD_SCHEMA)
     assert sum(c.startswith("iou_") for c in LEADERBOARD_SCHEMA) == 21
     assert all(isinstance(desc, str) and desc for _, desc in LEADERBOARD_SCHEMA.values())
@@ -72,7 +72,7 @@ def test_schema_constants_cover_the_design():
 # ---------------------------------------------------------------------------------------------------------------
 # A small search: fixed trials first (one diverges, one crashes once), then TPE + ASHA
 # ---------------------------------------------------------------------------------------------------------------
-def test_search_end_to_end(tmp_path, synthetic_root):
+def test_search_end_to_end(tmp_path, synthetic_root, monkeypatch):
     space = space_yaml(tmp_path, synthetic_root, f"""
         params:
           lr: {{loguniform: [1.0e-4, 1.0e-1]}}
@@ -81,7 +81,7 @@ def test_search_end_to_end(tmp_path, synthetic_root):
           width: {{choice: [0.125, 0.25], when: {{arch: unet}}}}
         fixed_trials:
           base: {{}}
-          crash: {{fail_at_epoch: 2}}       # raises once at epoch 2; the retry continues from epoch 1's checkpoint
+          crash: {{}}                      # SEGTUNE_FAULT below: raises once at epoch 2; the retry continues
           diverge: {DIVERGE}
           noweights: {{arch: resnet34_fcn, pretrained: true, pretrained_path: {tmp_path / 'missing-resnet34.pth'}}}
         budget: {{num_samples: 6, max_concurrent: 2, max_failures: 1}}
@@ -89,6 +89,7 @@ def test_search_end_to_end(tmp_path, synthetic_root):
         sampler: {{n_startup_trials: 3}}
         """)
     results = tmp_path / "results"
+    monkeypatch.setenv("SEGTUNE_FAULT", "fail_at_epoch:crash:2")  # Ray workers inherit the driver's environment
     # noweights: refused up front by default (tests/test_bad_inputs.py); with the flag it is one failed trial
     assert run_cli(space, results, "--allow-missing-weights") == 0
     exp = results / "t"
@@ -130,7 +131,7 @@ def test_search_end_to_end(tmp_path, synthetic_root):
 
     # provenance and placement on every trained row
     trained = board[board["epochs_run"] > 0]
-    assert trained["device_name"].str.startswith("cpu").all() and trained["hostname"].notna().all()
+    assert trained["device_name"].str.startswith("cpu").all() and trained["host"].notna().all()
     assert trained["config_json"].map(lambda s: TrainConfig(**json.loads(s)) is not None).all()
     assert (board["versions"].map(json.loads).map(lambda v: "ray" in v and "optuna" in v)).all()
     assert len(history) == trained["epochs_run"].sum()

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.leaderboard import LEADERBOARD_SCHEMA, format_top, typed_frame
-from search.seeds import SEED_COLUMNS, add_seed_columns, original_name, plan_reruns, ranked, rerun_name
+from search.seeds import original_name, plan_reruns, rerun_name
+from search.tables import LEADERBOARD_SCHEMA, SEED_COLUMNS, add_seed_columns, format_top, ranked, typed_frame
 
 
 def board_of(rows: list[tuple[str, str, str, float, float]]) -> pd.DataFrame:
@@ -180,8 +180,8 @@ def test_seed_pass_end_to_end(tmp_path, synthetic_root):
 
 def test_trials_validated_on_their_training_images_do_not_seed_tpe(tmp_path):
     """A trainval fixed trial's val score is measured on images it trained on: TPE must not learn from it."""
-    from search.run import Experiment, fixed_trial_seeds
     from search.space import load_space
+    from search.tune.searchers import fixed_trial_seeds
 
     space_file = tmp_path / "s.yaml"
     space_file.write_text(textwrap.dedent("""
@@ -193,11 +193,11 @@ def test_trials_validated_on_their_training_images_do_not_seed_tpe(tmp_path):
         budget: {num_samples: 2}
         """))
     space = load_space(space_file)
-    exp = Experiment("s", tmp_path / "exp", str(tmp_path / "exp" / "tune"))
+    exp_dir = tmp_path / "exp"
     for i, (name, split) in enumerate([("a", "train"), ("tv", "trainval")]):
         rec = {"trial_id": f"t{i}", "name": name, "kind": "fixed", "status": "completed", "objective": 0.1 + i,
                "config": {**space.fixed[name].model_dump(mode="json"), "lr": 1e-3}, "history": []}
         assert rec["config"]["train_split"] == split
-        (exp.dir / "trials").mkdir(parents=True, exist_ok=True)
-        (exp.dir / "trials" / f"t{i}.json").write_text(json.dumps(rec))
-    assert fixed_trial_seeds(space, exp) == [({"lr": 1e-3}, 0.1)]
+        (exp_dir / "trials").mkdir(parents=True, exist_ok=True)
+        (exp_dir / "trials" / f"t{i}.json").write_text(json.dumps(rec))
+    assert fixed_trial_seeds(space, exp_dir) == [({"lr": 1e-3}, 0.1)]

@@ -4,7 +4,6 @@ Fast: no Ray. Optuna is used for real (in memory) to check conditional sampling 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import textwrap
 from pathlib import Path
@@ -309,19 +308,19 @@ def test_cli_prints_space_errors_without_traceback_and_exits_2(tmp_path, capsys)
 
 
 def test_edited_space_is_refused_for_an_existing_experiment(tmp_path):
-    from search.run import open_experiment
+    from search.experiment import locate, open_experiment
 
-    args = argparse.Namespace(results=str(tmp_path / "results"), name=None, fresh=False)
+    results = str(tmp_path / "results")
     path = write(tmp_path, MINIMAL)
-    exp = open_experiment(load_space(path), args)
+    exp = open_experiment(load_space(path), locate(load_space(path), results))
     stored = json.loads(exp.json_path.read_text())
     assert stored["space_hash"] == load_space(path).hash and stored["space"]["params"]["lr"]
-    assert open_experiment(load_space(path), args).dir == exp.dir  # unchanged: resumes
+    assert open_experiment(load_space(path), locate(load_space(path), results)).dir == exp.dir  # unchanged: resumes
 
     path.write_text(MINIMAL.replace("[1.0e-4, 1.0e-2]", "[1.0e-3, 1.0e-2]"))
     with pytest.raises(SpaceError) as e:
-        open_experiment(load_space(path), args)
+        open_experiment(load_space(path), locate(load_space(path), results))
     assert "params.lr.values" in str(e.value) and "--fresh" in str(e.value)
 
-    fresh = open_experiment(load_space(path), argparse.Namespace(**{**vars(args), "fresh": True}))
+    fresh = open_experiment(load_space(path), locate(load_space(path), results, fresh=True))
     assert fresh.dir != exp.dir and fresh.dir.name.startswith("t-") and exp.json_path.is_file()

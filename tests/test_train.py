@@ -73,12 +73,20 @@ def test_nan_loss_stops_the_run(tiny_cfg):
         next(t.epochs())
 
 
-def test_injected_failure(tiny_cfg):
-    t = Trainer(tiny_cfg.model_copy(update={"fail_at_epoch": 2}))
+def test_epoch_hooks_run_before_each_epoch_and_can_stop_it(tiny_cfg):
+    seen = []
+
+    def hook(epoch, trainer):
+        seen.append((epoch, trainer.epoch))
+        if epoch == 2:
+            raise RuntimeError("stop at epoch 2")
+
+    t = Trainer(tiny_cfg, hooks=[hook])
     it = t.epochs()
     next(it)
-    with pytest.raises(RuntimeError, match="injected failure at epoch 2"):
+    with pytest.raises(RuntimeError, match="stop at epoch 2"):
         next(it)
+    assert seen == [(1, 0), (2, 1)] and t.epoch == 1  # called before the epoch trains; epoch 2 never ran
 
 
 def test_best_masks_are_kept(tiny_cfg, tmp_path):

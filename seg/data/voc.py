@@ -13,13 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-)  # fmt: skip
-NUM_CLASSES = 21
-IGNORE_INDEX = 255  # "void": object borders and difficult regions; never scored, never trained on
+from seg.data.classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES
+
+__all__ = ["IGNORE_INDEX", "NUM_CLASSES", "VOC_CLASSES", "VOC_PALETTE", "DataError", "read_split_ids", "voc_dataset"]
+
 SPLITS = ("train", "val", "trainval", "test")
 YEARS = ("2007", "2012")
 

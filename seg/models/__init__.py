@@ -1,42 +1,24 @@
-"""The model registry: architecture name -> builder(TrainConfig) -> nn.Module.
+"""segtune's models: a torch-free spec of each architecture (`ARCHS`) and the builders (`MODELS`, `build_model`).
 
-Every model maps (B, 3, H, W) images to (B, 21, H, W) logits. Register a new architecture by adding it to
-MODELS; the tests in tests/test_models.py then cover it automatically.
+`from seg.models import ARCHS` stays torch-free (the config validates against it); the builders and torch are
+imported on first use of `MODELS`, `build_model`, `ACTIVATIONS` or `PretrainedWeightsError` (PEP 562).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Any
 
-import torch.nn as nn
+from seg.models.spec import ARCHS, ArchSpec
 
-from seg.models.blocks import ACTIVATIONS
-from seg.models.fcn import build_fcn
-from seg.models.fcn_dilated import build_fcn_dilated
-from seg.models.resnet_fcn import PretrainedWeightsError, build_resnet34_fcn
-from seg.models.unet import build_unet
-
-if TYPE_CHECKING:
-    from seg.config import TrainConfig
-
-MODELS: dict[str, Callable[["TrainConfig"], nn.Module]] = {
-    "fcn": build_fcn,  # baseline, §3.1 (also 4a-4c)
-    "fcn_dilated": build_fcn_dilated,  # model 5a, Table 1
-    "resnet34_fcn": build_resnet34_fcn,  # model 5b, Table 2
-    "unet": build_unet,  # model 5c, Table 3
-}
-
-# The image size must be a multiple of each model's total stride, or the decoder's output no longer lines up
-# with the label (fcn: five stride-2 convs; unet: four 2x2 pools; fcn_dilated: three stride-2 convs).
-SIZE_MULTIPLE: dict[str, int] = {"fcn": 32, "fcn_dilated": 8, "resnet34_fcn": 32, "unet": 16}
+__all__ = ["ACTIVATIONS", "ARCHS", "ArchSpec", "MODELS", "PretrainedWeightsError", "build_model"]
 
 
-def build_model(cfg: "TrainConfig") -> nn.Module:
-    """The model named by cfg.arch; an unknown name raises KeyError listing the valid ones."""
-    try:
-        builder = MODELS[cfg.arch]
-    except KeyError:
-        raise KeyError(f"unknown arch {cfg.arch!r}; choose one of {sorted(MODELS)}") from None
-    return builder(cfg)
-
-
-__all__ = ["ACTIVATIONS", "MODELS", "SIZE_MULTIPLE", "PretrainedWeightsError", "build_model"]
+def __getattr__(name: str) -> Any:
+    if name in ("MODELS", "build_model"):
+        from seg.models import registry as home
+    elif name == "ACTIVATIONS":
+        from seg.models import blocks as home
+    elif name == "PretrainedWeightsError":
+        from seg.models import resnet_fcn as home
+    else:
+        raise AttributeError(f"module 'seg.models' has no attribute {name!r}")
+    return getattr(home, name)

@@ -16,12 +16,13 @@ def test_raising_trials_are_failed_with_their_error_and_others_unaffected(tmp_pa
     space = space_yaml(tmp_path, synthetic_root, """
         fixed_trials:
           ok: {}
-          oom: {fail_at_epoch: 2, fail_kind: oom}   # OOM at epoch 2 on every attempt
-          boom: {fail_at_epoch: 1}                  # raises before any checkpoint, on every attempt
+          oom: {}                                   # SEGTUNE_FAULT: OOM at epoch 2 on every attempt
+          boom: {}                                  # SEGTUNE_FAULT: raises before any checkpoint, every attempt
         budget: {num_samples: 0, max_concurrent: 2, max_failures: 1}
         scheduler: none
         """, epochs=3)
-    out = run(cli(space, tmp_path / "results"), timeout=280)
+    out = run(cli(space, tmp_path / "results"), timeout=280,
+              SEGTUNE_FAULT="fail_at_epoch:oom:2:oom;fail_at_epoch:boom:1")
     (tmp_path / "driver.log").write_text(out.stdout + out.stderr)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     exp = tmp_path / "results" / "f"

@@ -1,0 +1,216 @@
+"""Trial records: the format of `trials/<trial_id>.json` and how an experiment folder's records are collected.
+
+One JSON record per trial, kept by the driver as Tune results arrive (search.tune.recorder): the trial's name, kind,
+pass, resolved TrainConfig fields, where it ran, its per-epoch history (keyed by epoch, so a result reported twice
+after a restore counts once) and its final status. For a trial the driver never recorded (it was killed first),
+`collect_records` rebuilds the record from Tune's own trial folder (`params.json`, `result.json`, `error.txt`).
+Ray-free: the tables, the report and the seed planner read records without importing Ray.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from search.vocab import (COMPLETED, FAILED, FIXED, FIXED_KEY, KIND_KEY, METRIC_KEYS, NAME_KEY, PRUNED, SEARCHED,
+                          finite)
+
+TRIALS_DIR = "trials"
+# Result keys segtune adds to the trainer's metrics: `segtune_<field>` lands in the record as `<field>`, except these,
+# which steer the record instead (a no-retry failure).
+STATUS_KEY, ERROR_KEY, FAILED_AT_KEY = "segtune_status", "segtune_error", "segtune_failed_at_epoch"
+NON_METRIC_RESULT_KEYS = (STATUS_KEY, ERROR_KEY, FAILED_AT_KEY)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Trial configs: flat TrainConfig fields plus the trial's name and kind
+# ---------------------------------------------------------------------------------------------------------------
+def named_trial_config(name: str, fields: dict[str, Any], kind: str = FIXED) -> dict[str, Any]:
+    """The Tune config of a named trial (fixed, or a seed rerun): its TrainConfig fields plus name and kind."""
+    return {**fields, NAME_KEY: name, KIND_KEY: kind}
+
+
+def split_config(config: dict[str, Any]) -> tuple[str | None, str, dict[str, Any]]:
+    """(name, kind, TrainConfig fields) of a Tune trial config of any pass."""
+    flat = dict(config.get(FIXED_KEY) or config)
+    name, kind = flat.pop(NAME_KEY, None), flat.pop(KIND_KEY, SEARCHED)
+    return name, kind, flat
+
+
+def _dirname_prefix(config: dict[str, Any]) -> str:
+    name, kind, _ = split_config(config)
+    return name if kind != SEARCHED and name else "search"
+
+
+def trial_name(trial_id: str, config: dict[str, Any]) -> str:
+    """A named trial's name; for a searched trial a provisional `search-<trial id>` (the recorder numbers them)."""
+    name, kind, _ = split_config(config)
+    return name if kind != SEARCHED and name else f"search-{trial_id}"
+
+
+def trial_dirname(trial) -> str:
+    """Tune trial folders named `<fixed name>_<trial id>` or `search_<trial id>` instead of a config string."""
+    return f"{_dirname_prefix(trial.config)}_{trial.trial_id}"
+
+
+def trial_id_from_dirname(dirname: str, config: dict[str, Any]) -> str:
+    return dirname[len(_dirname_prefix(config)) + 1:]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Folding results into a record
+# ---------------------------------------------------------------------------------------------------------------
+def merge_result(rec: dict[str, Any], result: dict[str, Any]) -> None:
+    """Fold one Tune result into a trial record: placement, the objective, and the epoch's metrics."""
+    for k, v in result.items():
+        if k.startswith("segtune_") and k not in NON_METRIC_RESULT_KEYS:
+            rec[k.removeprefix("segtune_")] = v
+    metric = rec.get("metric", "val_miou")
+    if metric in result:
+        rec["objective"] = result[metric]  # the value Optuna is told (its last report)
+    if result.get(STATUS_KEY) == FAILED:
+        rec.update(status=FAILED, error=result.get(ERROR_KEY), error_type="no-retry",
+                   failed_at_epoch=result.get(FAILED_AT_KEY))
+        return
+    if "epoch" not in result:
+        return
+    row = {k: v for k, v in result.items() if k in METRIC_KEYS or k.startswith("iou_")}
+    history = {int(h["epoch"]): h for h in rec.get("history", [])}
+    history[int(row["epoch"])] = row
+    rec["history"] = [history[e] for e in sorted(history)]
+
+
+def epochs_run(rec: dict[str, Any]) -> int:
+    return max((int(h["epoch"]) for h in rec.get("history", [])), default=0)
+
+
+def final_status(rec: dict[str, Any]) -> dict[str, Any]:
+    """completed | pruned (stopped by ASHA before its epochs, no error) | failed."""
+    if rec.get("status") == FAILED:
+        return {"status": FAILED, "pruned_at_epoch": None}
+    run = epochs_run(rec)
+    if run >= int(rec["config"].get("epochs", 0)):
+        return {"status": COMPLETED, "pruned_at_epoch": None, "error": None}
+    return {"status": PRUNED, "pruned_at_epoch": run, "error": None}
+
+
+def best_val_miou(rec: dict[str, Any]) -> float | None:
+    hist = rec.get("history") or []
+    return hist[-1].get("best_val_miou") if hist else None
+
+
+def describe_end(rec: dict[str, Any]) -> str:
+    """One line per finished trial for the console."""
+    best = best_val_miou(rec)
+    score = f"best val mIoU {best:.4f}" if finite(best) else "no score"
+    what = {COMPLETED: f"completed {len(rec.get('history', []))} epochs",
+            PRUNED: f"pruned by ASHA after epoch {rec.get('pruned_at_epoch')}",
+            FAILED: f"FAILED: {rec.get('error')}"}.get(rec.get("status"), rec.get("status"))
+    retries = f", {rec['num_failures']} retried crash(es)" if rec.get("num_failures") else ""
+    return f"[segtune] {rec['name']} ({rec['trial_id']}) {what}; {score}{retries}"
+
+
+def last_exception_line(text: str) -> str:
+    """`RuntimeError: injected failure ...` out of a Ray traceback."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    pat = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)|ray\.\S+): ")
+    for ln in reversed(lines):
+        if pat.match(ln) and not ln.startswith(("ray.exceptions.RayTaskError", "Failure #")):
+            return ln[:2000]
+    return (lines[-1] if lines else "unknown error")[:2000]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------------------------
+def record_path(exp_dir: str | Path, trial_id: str) -> Path:
+    return Path(exp_dir) / TRIALS_DIR / f"{trial_id}.json"
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_record(exp_dir: str | Path, rec: dict[str, Any]) -> None:
+    write_json_atomic(record_path(exp_dir, rec["trial_id"]), rec)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    from seg.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=1, default=_json_default, allow_nan=True))
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):  # numpy scalars
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Collecting an experiment's records
+# ---------------------------------------------------------------------------------------------------------------
+def collect_records(exp_dir: Path) -> dict[str, dict[str, Any]]:
+    """trial_id -> record, from segtune's records and Tune's trial folders (history merged by epoch)."""
+    exp_dir = Path(exp_dir)
+    records: dict[str, dict[str, Any]] = {}
+    known = _known_trial_ids(exp_dir)
+    for path in sorted((exp_dir / TRIALS_DIR).glob("*.json")):
+        rec = read_record(path)
+        if rec and "trial_id" in rec:
+            records[rec["trial_id"]] = rec
+    for trial_dir in sorted((exp_dir / "tune").glob("*/*/")):
+        tune_rec = _record_from_tune(trial_dir)
+        if tune_rec is None:
+            continue
+        rec = records.get(tune_rec["trial_id"])
+        if rec is None:
+            records[tune_rec["trial_id"]] = tune_rec
+        else:  # epochs that reached Tune's log after the driver's last record write
+            merged = {int(h["epoch"]): h for h in (*tune_rec["history"], *rec.get("history", []))}
+            rec["history"] = [merged[e] for e in sorted(merged)]
+    return {tid: r for tid, r in records.items()
+            if r.get("pass_name") not in known or tid in known[r.get("pass_name")]}
+
+
+def _known_trial_ids(exp_dir: Path) -> dict[str, set[str]]:
+    """pass -> the trial ids Tune finished that pass with (experiment.json; only for finished passes)."""
+    try:
+        exp = json.loads((exp_dir / "experiment.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {p: set(ids) for p, ids in (exp.get("trial_ids") or {}).items()}
+
+
+def _record_from_tune(trial_dir: Path) -> dict[str, Any] | None:
+    params, results = trial_dir / "params.json", trial_dir / "result.json"
+    if not params.is_file():
+        return None
+    try:
+        config = json.loads(params.read_text())
+        lines = results.read_text().splitlines() if results.is_file() else []
+        rows = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError):
+        return None
+    trial_id = next((r["trial_id"] for r in rows if "trial_id" in r), None) or trial_id_from_dirname(
+        trial_dir.name, config)
+    name, kind, fields = split_config(config)
+    rec: dict[str, Any] = {"trial_id": trial_id, "name": trial_name(trial_id, config), "kind": kind,
+                           "config": fields, "history": [], "metric": "val_miou", "status": "running",
+                           "pass_name": trial_dir.parent.name, "trial_dir": str(trial_dir)}
+    for row in rows:
+        merge_result(rec, row)
+    error = trial_dir / "error.txt"
+    if error.is_file():
+        text = error.read_text()
+        rec.update(status=FAILED, error=last_exception_line(text), error_type="crash")
+    elif rec["status"] != FAILED and final_status(rec)["status"] == COMPLETED:
+        rec.update(final_status(rec))
+    # else: no driver record and not finished: still running, or the driver died before recording its end
+    return rec

@@ -1,0 +1,314 @@
+"""The Parquet tables: trial records -> one fixed-schema row per trial (and one per trial-epoch) -> Parquet.
+
+    python -m search.tables results/quick         # (or search.leaderboard) rebuild both files from the folder
+
+`leaderboard.parquet` has one row per trial, best first (`ranked`); `history.parquet` one row per trial and epoch.
+`LEADERBOARD_SCHEMA` and `HISTORY_SCHEMA` map every column to (pandas dtype, description); the tests check them and
+docs/DESIGN.md lists the same columns. Names follow search.vocab: `val_*` in the history is that epoch's value;
+`best_*`, `test_*` and `iou_*` are the best-val-mIoU checkpoint's, in both tables.
+
+Seed groups (search.seeds): every row of a seed group (an original trial and its `seed` reruns) carries
+`seed_group`, `n_seeds` and the mean / sample std of best_val_miou and test_miou over the group's completed runs,
+and the leaderboard ranks by that mean where a row has one, so a lucky seed cannot carry a configuration to the top.
+Ray-free and torch-free.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from search.records import collect_records, epochs_run
+from search.vocab import (COMPLETED, FAILED, HOST, IOU_COLUMNS, PRUNED, RUNNING, SCHEMA_VERSION, SEED,
+                          finite, original_name)
+from seg.config import TrainConfig
+
+LEADERBOARD_FILE, HISTORY_FILE = "leaderboard.parquet", "history.parquet"
+
+
+SEED_COLUMNS: dict[str, tuple[str, str]] = {
+    "seed_group": ("string", "name of the original trial whose seed reruns this row belongs to (the original "
+                             "included); null outside seed groups"),
+    "n_seeds": ("Int64", "completed runs (different seeds) in the row's seed group"),
+    "val_miou_mean": ("float64", "mean best_val_miou over the seed group's completed runs"),
+    "val_miou_std": ("float64", "sample standard deviation of best_val_miou over the group (null for one run)"),
+    "test_miou_mean": ("float64", "mean test_miou over the seed group's completed runs"),
+    "test_miou_std": ("float64", "sample standard deviation of test_miou over the group (null for one run)"),
+}
+
+
+
+def _dtype(annotation: Any) -> str:
+    """pandas dtype of a TrainConfig field's column: nullable ints/bools, floats, everything else as strings."""
+    args = {a for a in (typing.get_args(annotation) or (annotation,)) if a is not type(None)}
+    if typing.get_origin(annotation) is typing.Literal:
+        return "string"
+    if args == {bool}:
+        return "boolean"
+    if args == {int}:
+        return "Int64"
+    if args <= {float, int}:
+        return "float64"
+    return "string"  # str, Literal, tuples (written as "(100, 50, 50)")
+
+
+def _train_columns() -> dict[str, tuple[str, str]]:
+    return {name: (_dtype(f.annotation), f"TrainConfig.{name} of the trial (resolved; tuples as strings)")
+            for name, f in TrainConfig.model_fields.items()}
+
+
+LEADERBOARD_SCHEMA: dict[str, tuple[str, str]] = {
+    "schema_version": ("Int64", f"layout version of this table (search.vocab.SCHEMA_VERSION, now {SCHEMA_VERSION})"),
+    "trial_id": ("string", "Ray Tune trial id (unique in the experiment; the row key)"),
+    "name": ("string", "fixed-trial name (baseline, 4a, ...) or search-NNNN for searched trials"),
+    "kind": ("string", "fixed | searched | seed (a rerun of another trial with another seed: search/seeds.py)"),
+    "status": ("string", "completed | pruned | failed | running"),
+    "pruned_at_epoch": ("Int64", "last epoch of a trial ASHA stopped early; null unless pruned"),
+    "error": ("string", "the error, e.g. 'NonFiniteLossError: training loss became nan ...'; null unless failed"),
+    **_train_columns(),
+    "epochs_run": ("Int64", "epochs trained (one result each)"),
+    "best_epoch": ("Int64", "epoch of the best val_miou checkpoint"),
+    "best_val_miou": ("float64", "best validation mIoU over the epochs run"),
+    "best_val_pixel_acc": ("float64", "validation pixel accuracy of the best checkpoint (history: val_pixel_acc "
+                                      "is each epoch's own)"),
+    "test_miou": ("float64", "test mIoU of the best checkpoint"),
+    "test_pixel_acc": ("float64", "test pixel accuracy of the best checkpoint"),
+    **{c: ("float64", f"test IoU of class {c[4:]} at the best checkpoint (NaN where it never occurs)")
+       for c in IOU_COLUMNS},
+    "train_loss": ("float64", "training loss of the last epoch run"),
+    "val_loss": ("float64", "validation loss of the last epoch run"),
+    "wall_seconds": ("float64", "sum of the epochs' wall time (training + evaluation), seconds"),
+    "gpu_seconds": ("float64", "wall_seconds x the GPU share the trial was given (0 on CPU)"),
+    "images_per_s": ("float64", "training throughput, mean over the epochs run"),
+    "compile_seconds": ("float64", "torch.compile time (first epoch), seconds"),
+    "git_commit": ("string", "segtune checkout the driver ran from (+dirty when modified)"),
+    "versions": ("string", "JSON of package versions (python, torch, ray, optuna, ...)"),
+    "config_json": ("string", "JSON of the trial's resolved TrainConfig"),
+    HOST: ("string", "host the trial (last) ran on"),
+    "device_name": ("string", "training device, e.g. 'NVIDIA H100 80GB HBM3' or 'cpu (...)'"),
+    "started_at": ("string", "ISO-8601 time the trial first started"),
+    "finished_at": ("string", "ISO-8601 time the trial finished (null while running)"),
+    # segtune additions beyond docs/DESIGN.md's list
+    "node_id": ("string", "Ray node id the trial (last) ran on"),
+    "gpu_ids": ("string", "GPU ids Ray assigned (comma-separated; CUDA_VISIBLE_DEVICES of the trial)"),
+    "gpu_fraction": ("float64", "GPUs requested per trial (resources.gpus)"),
+    "num_failures": ("Int64", "crashes Tune retried from the last checkpoint"),
+    "objective": ("float64", "the value Optuna was told (last reported metric; 0.0 for a failed trial)"),
+    "pretrained": ("boolean", "whether ImageNet weights were loaded"),
+    **SEED_COLUMNS,  # seed_group, n_seeds, val_miou_mean/std, test_miou_mean/std (null outside seed groups)
+}
+
+HISTORY_SCHEMA: dict[str, tuple[str, str]] = {
+    "trial_id": ("string", "Ray Tune trial id"),
+    "name": ("string", "trial name"),
+    "epoch": ("Int64", "1-based epoch"),
+    "train_loss": ("float64", "mean training loss of the epoch"),
+    "val_loss": ("float64", "validation loss"),
+    "val_miou": ("float64", "validation mIoU of this epoch"),
+    "val_pixel_acc": ("float64", "validation pixel accuracy of this epoch"),
+    "lr": ("float64", "learning rate at the end of the epoch"),
+    "images_per_s": ("float64", "training throughput of the epoch"),
+    "seconds": ("float64", "wall time of the epoch incl. evaluation"),
+    "compile_seconds": ("float64", "torch.compile time (first epoch only)"),
+    "best_epoch": ("Int64", "best-val-mIoU epoch so far"),
+    "best_val_miou": ("float64", "best validation mIoU so far"),
+    "best_val_pixel_acc": ("float64", "validation pixel accuracy of the best checkpoint so far"),
+    "test_miou": ("float64", "test mIoU of the best checkpoint so far"),
+    "test_pixel_acc": ("float64", "test pixel accuracy of the best checkpoint so far"),
+    **{c: ("float64", f"test IoU of class {c[4:]} of the best checkpoint so far") for c in IOU_COLUMNS},
+    "pretrained": ("boolean", "whether ImageNet weights were loaded"),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rows and tables
+# ---------------------------------------------------------------------------------------------------------------
+def leaderboard_row(rec: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:
+    cfg, hist = rec.get("config", {}), rec.get("history", [])
+    last = hist[-1] if hist else {}
+    seconds = [h["seconds"] for h in hist if finite(h.get("seconds"))]
+    ips = [h["images_per_s"] for h in hist if finite(h.get("images_per_s"))]
+    gpus = float(rec.get("gpus") or rec.get("gpu_fraction") or 0.0)
+    status = rec.get("status", RUNNING)
+    row = {
+        "schema_version": SCHEMA_VERSION, "trial_id": rec["trial_id"], "name": rec.get("name"), "kind": rec.get("kind"), "status": status,
+        "pruned_at_epoch": rec.get("pruned_at_epoch") if status == PRUNED else None,
+        "error": rec.get("error") if status == FAILED else None,
+        **{f: _cell(cfg.get(f)) for f in TrainConfig.model_fields},
+        "epochs_run": epochs_run(rec),
+        "best_epoch": last.get("best_epoch"), "best_val_miou": last.get("best_val_miou"),
+        "best_val_pixel_acc": last.get("best_val_pixel_acc"), "test_miou": last.get("test_miou"),
+        "test_pixel_acc": last.get("test_pixel_acc"), **{c: last.get(c) for c in IOU_COLUMNS},
+        "train_loss": last.get("train_loss"), "val_loss": last.get("val_loss"),
+        "wall_seconds": sum(seconds), "gpu_seconds": sum(seconds) * gpus,
+        "images_per_s": sum(ips) / len(ips) if ips else None,
+        "compile_seconds": sum(h.get("compile_seconds") or 0.0 for h in hist),
+        "git_commit": provenance.get("git_commit"), "versions": json.dumps(provenance.get("versions", {}),
+                                                                          sort_keys=True),
+        "config_json": json.dumps(cfg, sort_keys=True), HOST: rec.get(HOST),
+        "device_name": rec.get("device_name") or None, "started_at": rec.get("started_at"),
+        "finished_at": rec.get("finished_at"), "node_id": rec.get("node_id"), "gpu_ids": rec.get("gpu_ids"),
+        "gpu_fraction": gpus, "num_failures": rec.get("num_failures", 0), "objective": rec.get("objective"),
+        "pretrained": last.get("pretrained"),
+    }
+    return row
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return str(tuple(v))
+    return v
+
+
+def typed_frame(rows: list[dict[str, Any]], schema: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """A DataFrame with exactly the schema's columns, in order, with its dtypes (missing values as nulls)."""
+    df = pd.DataFrame(rows, columns=list(schema))
+    for col, (dtype, _) in schema.items():
+        s = df[col]
+        if dtype == "float64":
+            df[col] = pd.to_numeric(s.astype(object).where(s.notna(), None), errors="coerce").astype("float64")
+        elif dtype == "Int64":
+            df[col] = pd.to_numeric(s.astype(object).where(s.notna(), None), errors="coerce").astype("Int64")
+        elif dtype == "boolean":
+            df[col] = s.astype(object).where(s.notna(), None).astype("boolean")
+        else:
+            df[col] = s.astype(object).where(s.notna(), None).map(
+                lambda v: v if v is None or isinstance(v, str) else str(v)).astype("string")
+    return df
+
+
+def build_tables(exp_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(leaderboard, history) of an experiment folder; leaderboard best first: by the seed-group mean of
+    best_val_miou where there is one, else by best_val_miou (`ranked`)."""
+    exp_dir = Path(exp_dir)
+    provenance = _provenance(exp_dir)
+    records = collect_records(exp_dir)
+    board = typed_frame([leaderboard_row(r, provenance) for r in records.values()], LEADERBOARD_SCHEMA)
+    board = ranked(add_seed_columns(board))
+    hist_rows = [{"trial_id": r["trial_id"], "name": r.get("name"), **h}
+                 for r in records.values() for h in r.get("history", [])]
+    history = typed_frame(hist_rows, HISTORY_SCHEMA).sort_values(["trial_id", "epoch"], kind="stable")
+    return board, history.reset_index(drop=True)
+
+
+def _provenance(exp_dir: Path) -> dict[str, Any]:
+    try:
+        exp = json.loads((exp_dir / "experiment.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"git_commit": exp.get("git_commit"), "versions": exp.get("versions", {})}
+
+
+def write_tables(exp_dir: Path) -> tuple[Path, Path]:
+    """Write leaderboard.parquet and history.parquet atomically (tmp file + os.replace)."""
+    from seg.atomic import atomic_write
+
+    board, history = build_tables(exp_dir)
+    out = []
+    for df, name in ((board, LEADERBOARD_FILE), (history, HISTORY_FILE)):
+        out.append(atomic_write(Path(exp_dir) / name, lambda tmp, df=df: df.to_parquet(tmp, index=False)))
+    return out[0], out[1]
+
+
+class TableWriter:
+    """What the search's recorder is handed to keep the tables current: `trial_finished` after each trial's end,
+    `close` at the end of a pass. A failure to write is reported, never raised: the search goes on and the tables
+    are rebuilt from the records at the end (or with `python -m search.tables`)."""
+
+    def __init__(self, exp_dir: str | Path):
+        self.exp_dir = Path(exp_dir)
+
+    def trial_finished(self, rec: dict[str, Any]) -> None:
+        self._write()
+
+    def close(self) -> None:
+        self._write()
+
+    def _write(self) -> None:
+        try:
+            write_tables(self.exp_dir)
+        except Exception as e:  # a table problem must not stop the search; they are regenerated at the end
+            print(f"[segtune] could not update the leaderboard: {type(e).__name__}: {e}", flush=True)
+
+
+TOP_COLUMNS = ("name", "kind", "status", "arch", "activation", "lr", "epochs", "epochs_run", "best_val_miou",
+               "test_miou", "test_pixel_acc", "wall_seconds")
+
+
+def format_top(board: pd.DataFrame, n: int = 15) -> str:
+    """The first rows of a leaderboard as a plain-text table."""
+    if board.empty:
+        return "(no trials yet)"
+    seeded = [c for c in ("val_miou_mean", "test_miou_mean", "n_seeds") if c in board and board[c].notna().any()]
+    cols = list(TOP_COLUMNS)
+    cols[cols.index("test_pixel_acc") + 1:cols.index("test_pixel_acc") + 1] = seeded  # ranked by val_miou_mean
+    top = board.loc[:, cols].head(n).copy()
+    top["error/pruned"] = [
+        (e[:60] + "..." if isinstance(e, str) and len(e) > 60 else e) if s == FAILED else
+        (f"at epoch {p}" if s == PRUNED else "") for s, e, p in
+        zip(board["status"].head(n), board["error"].head(n), board["pruned_at_epoch"].head(n))]
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 70):
+        return top.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
+
+
+def add_seed_columns(board: pd.DataFrame) -> pd.DataFrame:
+    """Fill SEED_COLUMNS on every row of a seed group (an original with at least one `seed` rerun, and those
+    reruns); other rows keep nulls. Aggregates are over the group's completed rows."""
+    board = board.copy()
+    reruns = board["kind"] == SEED
+    group = pd.Series(pd.NA, index=board.index, dtype="string")
+    group[reruns] = board.loc[reruns, "name"].map(original_name)
+    originals = set(group[reruns].dropna())
+    is_original = ~reruns & board["name"].isin(originals)
+    group[is_original] = board.loc[is_original, "name"]
+    board["seed_group"] = group
+    done = board[group.notna() & (board["status"] == COMPLETED)]
+    agg = done.groupby("seed_group").agg(
+        n_seeds=("name", "size"), val_miou_mean=("best_val_miou", "mean"), val_miou_std=("best_val_miou", "std"),
+        test_miou_mean=("test_miou", "mean"), test_miou_std=("test_miou", "std"))
+    for col in agg.columns:
+        board[col] = board["seed_group"].map(agg[col]).astype(SEED_COLUMNS[col][0])
+    return board
+
+
+def ranked(board: pd.DataFrame) -> pd.DataFrame:
+    """Best first: by the seed-group mean of best_val_miou where a row has one, else its own best_val_miou. A seed
+    group's rows stay together (best run first); ties by name. Works on frames without the seed columns too."""
+    score = board["best_val_miou"].astype("float64")
+    if "val_miou_mean" in board.columns:
+        score = board["val_miou_mean"].astype("float64").fillna(score)
+    group = board["name"].astype("string")
+    if "seed_group" in board.columns:
+        group = board["seed_group"].astype("string").fillna(group)
+    keyed = board.assign(_score=score, _group=group)
+    keyed = keyed.sort_values(["_score", "_group", "best_val_miou", "name"], ascending=[False, True, False, True],
+                              na_position="last", kind="stable")
+    return keyed.drop(columns=["_score", "_group"]).reset_index(drop=True)
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m search.leaderboard",
+                                 description="Regenerate leaderboard.parquet and history.parquet from an "
+                                             "experiment folder.")
+    ap.add_argument("exp_dir", help="experiment folder, e.g. results/quick")
+    ap.add_argument("--top", type=int, default=15, help="rows to print")
+    args = ap.parse_args(argv)
+    exp_dir = Path(args.exp_dir)
+    if not (exp_dir / "experiment.json").is_file() and not (exp_dir / "trials").is_dir():
+        print(f"error: {exp_dir} is not a segtune experiment folder (no experiment.json or trials/)", file=sys.stderr)
+        return 2
+    board_path, hist_path = write_tables(exp_dir)
+    board = pd.read_parquet(board_path)
+    print(format_top(board, args.top))
+    print(f"\n{len(board)} trials -> {board_path}, {hist_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

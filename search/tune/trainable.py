@@ -1,0 +1,168 @@
+"""The trainable: one Tune trial = one `seg.train.Trainer`, reporting every epoch with a checkpoint.
+
+Each epoch's result is the trainer's metrics dict plus where it ran (`segtune_*` keys), with a checkpoint of the
+full trainer state, so a retried trial continues from its last epoch. Failures that would repeat on every retry
+(a diverging loss, missing pretrained weights, a config the data cannot satisfy) are not retried: the trial
+reports a finite score (0.0) with `segtune_status: failed` and returns, so Optuna's `tell` gets a number and the
+search goes on. Anything else (a crash, a lost node) is raised and Tune retries it from the last checkpoint.
+Running out of GPU memory is retried once (a trial sharing the GPU may have peaked at the same time); a second
+out-of-memory fails the trial with a message to lower batch_size or give each trial more GPU. An unreadable
+checkpoint falls back to an older one, or to a fresh start, with a warning in the trial's record.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from pydantic import ValidationError
+from ray import tune
+
+from search.faults import epoch_hooks, hold_after_epoch
+from search.records import ERROR_KEY, FAILED_AT_KEY, STATUS_KEY, TRIALS_DIR, split_config
+from search.vocab import COMPLETED, FAILED, FAILED_SCORE, HOST, RUNNING
+from seg.config import ConfigError, make_config
+from seg.data.voc import DataError
+from seg.models.resnet_fcn import PretrainedWeightsError
+from seg.train import NonFiniteLossError, Trainer
+
+STATE_FILE = "trainer_state.pt"  # inside each Tune checkpoint directory
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every trial needs from the driver (absolute paths: Tune changes the working directory)."""
+
+    exp_dir: str
+    metric: str
+    cpus: float
+    gpus: float
+
+
+def train_trial(config: dict[str, Any], run: RunInfo) -> None:
+    """Tune function trainable: builds a Trainer, restores the last checkpoint if any, reports every epoch."""
+    torch.set_num_threads(max(1, int(run.cpus)))  # the trial's CPU share, not every core of the node
+    trial_id = tune.get_context().get_trial_id()
+    name, kind, fields = split_config(config)
+    placement = where_am_i(run)
+    checkpoint = tune.get_checkpoint()
+    hooks = epoch_hooks(name, restored=checkpoint is not None)  # test-only fault injection (SEGTUNE_FAULT)
+    trainer = None
+    # next to the trial's record (not in Tune's per-actor working dir, which a retry on a reused actor does not see)
+    oom_marker = Path(run.exp_dir) / TRIALS_DIR / f".{trial_id}.{OOM_MARKER}"
+    try:
+        cfg = make_config(fields, source=f"trial {name or trial_id}")
+        trainer = Trainer(cfg, hooks=hooks)
+        if checkpoint is not None:
+            trainer, warning = restore_trainer(trainer, checkpoint, lambda: Trainer(cfg, hooks=hooks))
+            if warning:
+                placement["segtune_warning"] = warning  # in the trial's record as `warning`
+        placement["segtune_device_name"] = trainer.device_name
+        masks = Path(run.exp_dir) / "masks" / f"{trial_id}.npz"
+        for metrics in trainer.epochs():
+            status = COMPLETED if metrics["epoch"] >= cfg.epochs else RUNNING
+            with tempfile.TemporaryDirectory(prefix="segtune-ckpt-") as d:
+                trainer.save(Path(d) / STATE_FILE)
+                if metrics["best_epoch"] == metrics["epoch"]:
+                    trainer.save_masks(masks)
+                tune.report({**metrics, **placement, STATUS_KEY: status},
+                            checkpoint=tune.Checkpoint.from_directory(d))
+            hold_after_epoch(metrics["epoch"], trial_id)  # test-only fault injection (SEGTUNE_FAULT)
+    except Exception as err:
+        if is_out_of_memory(err):
+            err = out_of_memory(err, fields, run, oom_marker)  # raises the first time: Tune retries once
+        elif not repeats_on_retry(err):
+            raise  # Tune retries it (FailureConfig.max_failures) from the last checkpoint
+        failed_at = (trainer.epoch + 1) if trainer is not None else 0
+        tune.report({run.metric: FAILED_SCORE, **placement, STATUS_KEY: FAILED,
+                     ERROR_KEY: f"{type(err).__name__}: {err}", FAILED_AT_KEY: failed_at})
+
+
+OOM_MARKER = "out-of-memory"  # trials/.<trial_id>.out-of-memory: this trial already ran out of memory once
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "CUDA out of memory" in str(err)
+
+
+class TrialOutOfMemoryError(RuntimeError):
+    """The trial ran out of GPU memory (retried once; the second time it is failed)."""
+
+
+def out_of_memory(err: BaseException, fields: dict[str, Any], run: RunInfo,
+                  marker: Path) -> TrialOutOfMemoryError:
+    """Out of memory is retried once (another trial sharing the GPU may have been at its peak); if it happens
+    again the trial is failed with what to change. Raises the first time, returns the error to report the second."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    share = f"{run.gpus:g} GPU per trial" if run.gpus else "on the CPU"
+    fix = (f"lower batch_size (now {fields.get('batch_size')}) or image_size, or give each trial more of a GPU "
+           f"(raise resources.gpus, now {run.gpus:g}, so fewer trials share one)")
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{type(err).__name__}: {err}\n")
+        raise TrialOutOfMemoryError(f"out of memory ({share}): {err}; retrying once from the last checkpoint "
+                               f"(if budget.max_failures allows); if it repeats: {fix}") from err
+    return TrialOutOfMemoryError(f"out of memory again after a retry ({share}): {fix}. Last error: {err}")
+
+
+def restore_trainer(trainer, checkpoint, make_trainer) -> tuple[Any, str | None]:
+    """Load the trial's last checkpoint; if it is unreadable (a node died mid-write, a disk filled up), the older
+    checkpoints Tune kept beside it (CheckpointConfig.num_to_keep), newest first; if none loads, start from
+    scratch. Returns the trainer and, after a fallback, a warning that says what happened."""
+    failed: list[str] = []
+    with checkpoint.as_directory() as d:
+        newest = Path(d)
+        try:
+            trainer.load(newest / STATE_FILE)
+            return trainer, None
+        except Exception as e:
+            failed.append(f"{newest.name}: {type(e).__name__}: {str(e)[:200]}")
+    older = []
+    if _is_local(checkpoint) and newest.parent.is_dir():
+        older = sorted((p for p in newest.parent.glob("checkpoint_*") if p.is_dir() and p.name < newest.name),
+                       reverse=True)
+    resumed = None
+    for ckpt in older:
+        trainer = make_trainer()  # a failed load may have left part of the state behind
+        try:
+            trainer.load(ckpt / STATE_FILE)
+            resumed = ckpt
+            break
+        except Exception as e:
+            failed.append(f"{ckpt.name}: {type(e).__name__}: {str(e)[:200]}")
+    if resumed is None:
+        trainer = make_trainer()
+    where = f"resumed from {resumed.name} (epoch {trainer.epoch})" if resumed else "restarted from scratch"
+    warning = (f"checkpoint could not be loaded ({'; '.join(failed)}); {where}")
+    warnings.warn(warning, RuntimeWarning, stacklevel=2)
+    return trainer, warning
+
+
+def _is_local(checkpoint) -> bool:
+    fs = getattr(checkpoint, "filesystem", None)
+    return fs is None or type(fs).__name__ == "LocalFileSystem"
+
+
+def repeats_on_retry(err: BaseException) -> bool:
+    """Failures a retry cannot fix: reported as `failed` at once instead of burning retries."""
+    return isinstance(err, (NonFiniteLossError, PretrainedWeightsError, ConfigError, DataError, ValidationError))
+
+
+def where_am_i(run: RunInfo) -> dict[str, Any]:
+    """Host, Ray node, GPU ids and the GPU share this trial was given (Ray sets CUDA_VISIBLE_DEVICES to them)."""
+    ctx = ray.get_runtime_context()
+    gpu_ids = [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])]
+    assigned = ctx.get_assigned_resources()
+    return {f"segtune_{HOST}": socket.gethostname(), "segtune_node_id": ctx.get_node_id(), "segtune_pid": os.getpid(),
+            "segtune_gpu_ids": ",".join(gpu_ids), "segtune_gpu_fraction": run.gpus,
+            "segtune_assigned_gpus": float(assigned.get("GPU", 0.0)), "segtune_assigned": json.dumps(assigned),
+            "segtune_cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "segtune_device_name": ""}

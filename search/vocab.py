@@ -1,0 +1,66 @@
+"""The search's vocabulary: trial statuses and kinds, the keys a trial config carries, the metric names.
+
+A leaf module: it imports nothing heavy (no Ray, torch, pandas), so every other module of `search` can use it and
+one word means one thing everywhere: the metrics dict, the trial records, the Parquet columns and the report.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from seg.data.classes import VOC_CLASSES
+
+# Trial statuses. A trial ends completed (all its epochs), pruned (stopped early by ASHA) or failed.
+COMPLETED, PRUNED, FAILED, RUNNING = "completed", "pruned", "failed", "running"
+FINAL_STATUSES = (COMPLETED, PRUNED, FAILED)
+STATUSES = (*FINAL_STATUSES, RUNNING)
+
+# Trial kinds: a named fixed trial, a searched one (Optuna), or a seed rerun of another trial.
+FIXED, SEARCHED, SEED = "fixed", "searched", "seed"
+KINDS = (FIXED, SEARCHED, SEED)
+SEED_SEP = "@seed"  # seed rerun names: <original name>@seed<s>; trial names never contain '@'
+
+# Tune passes, in the order they run; each is one Tune experiment under <experiment>/tune/<pass>.
+PASSES = ("fixed", "search", "seeds")
+
+# Keys a Tune trial config carries besides the TrainConfig fields.
+FIXED_KEY = "segtune_fixed"  # passes of named trials: {FIXED_KEY: grid_search([complete config + name, ...])}
+NAME_KEY, KIND_KEY = "segtune_name", "segtune_kind"
+FAILED_SCORE = 0.0  # what Optuna is told for a trial that cannot train: the floor of mIoU / pixel accuracy
+
+# The per-epoch metrics dict of seg.train.Trainer (docs/DESIGN.md), in order; iou_<class> follow.
+# `val_*` is this epoch; `best_*`, `test_*` and `iou_*` belong to the best-val-mIoU checkpoint so far.
+METRIC_KEYS = ("epoch", "train_loss", "val_loss", "val_miou", "val_pixel_acc", "lr", "images_per_s", "seconds",
+               "compile_seconds", "best_epoch", "best_val_miou", "best_val_pixel_acc", "test_miou",
+               "test_pixel_acc", "pretrained")
+IOU_PREFIX = "iou_"
+
+
+def iou_columns(class_names: tuple[str, ...] | list[str] = VOC_CLASSES) -> tuple[str, ...]:
+    """`iou_<class>` column names: the test IoU of each class at the best checkpoint."""
+    return tuple(f"{IOU_PREFIX}{c}" for c in class_names)
+
+
+IOU_COLUMNS = iou_columns()
+
+# Where a trial ran: one name, `host`, in the result, the record and the leaderboard.
+HOST = "host"
+
+# leaderboard.parquet / history.parquet layout version (docs/DESIGN.md); bump when a column changes meaning.
+# 2: the leaderboard's best-checkpoint pixel accuracy is `best_val_pixel_acc` (was `val_pixel_acc`), the host
+#    column is `host` (was `hostname`), fault-injection fields are gone, `schema_version` added.
+SCHEMA_VERSION = 2
+
+
+def finite(x: Any) -> bool:
+    """A real number that is not NaN or infinite (bools are not numbers here)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def rerun_name(original: str, seed: int) -> str:
+    return f"{original}{SEED_SEP}{seed}"
+
+
+def original_name(name: str) -> str:
+    """`search-0003@seed2` -> `search-0003`."""
+    return name.rsplit(SEED_SEP, 1)[0]

@@ -1,0 +1,60 @@
+"""The speed levers of the training loop, resolved per device from the config's auto/on/off switches.
+
+On CUDA: bf16 autocast, channels_last, cudnn.benchmark (set by the trainer) and fused Adam. On a CPU, bf16 only
+where the CPU computes it natively (AVX512-BF16 / AMX): emulated bf16 is several times slower than fp32.
+"""
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from seg.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Levers:
+    """What the loop actually uses on this device, resolved from the config's auto/on/off switches."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None  # bf16 autocast or None
+    channels_last: bool
+    fused_optimizer: bool
+    compile_mode: str | None  # None, "default" or "reduce-overhead"
+
+    def describe(self) -> dict[str, Any]:
+        return {"device": str(self.device), "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+                "channels_last": self.channels_last, "fused_optimizer": self.fused_optimizer,
+                "compile": self.compile_mode or "off"}
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 in hardware (AVX512-BF16 / AMX); emulated bf16 is slower than fp32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
+
+
+def resolve_levers(cfg: TrainConfig) -> Levers:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was requested but torch.cuda.is_available() is False; "
+                           "set device: auto or cpu, or install a CUDA build of torch")
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
+    if cfg.amp == "bf16":
+        amp = torch.bfloat16
+    elif cfg.amp == "auto":
+        amp = torch.bfloat16 if (use_cuda and torch.cuda.is_bf16_supported()) or (not use_cuda and cpu_has_native_bf16()) else None
+    else:
+        amp = None
+    channels_last = cfg.channels_last != "off"
+    fused = cfg.fused_optimizer == "on" or (cfg.fused_optimizer == "auto" and use_cuda)
+    compile_mode = None if cfg.compile == "off" else cfg.compile
+    return Levers(device, amp, channels_last, fused and cfg.optimizer in ("adam", "adamw"), compile_mode)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

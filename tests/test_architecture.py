@@ -1,0 +1,149 @@
+"""The layout holds: imports flow one way (no cycles), Ray stays in its corner, light modules stay light.
+
+The import graph is read from the sources (AST), function-local imports included, so a cycle hidden inside a
+function body fails here rather than at run time. Imports under `if TYPE_CHECKING:` never execute and are left
+out. The weight checks start a fresh interpreter, because this one has imported everything already.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("seg", "search", "bench")
+RAY_HOME = "search.tune"  # the one subpackage that imports Ray
+RAY_WIRING = {"search.run"}  # the entry point that wires it in
+LONG_MODULE_LINES = 400  # longer modules say why at their top ("Long because ...")
+LONG_REASON = "Long because"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+SOURCES = {module_name(p): p for pkg in PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))}
+
+
+def _type_checking_lines(tree: ast.AST) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
+    return lines
+
+
+def imports_of(name: str) -> set[str]:
+    """Every module `name` imports anywhere in its source (top level and function bodies), absolute names."""
+    path = SOURCES[name]
+    tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_lines(tree)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for a in node.names:  # `from pkg import submodule` depends on the submodule
+                out.add(f"{base}.{a.name}" if f"{base}.{a.name}" in SOURCES else base)
+    return out
+
+
+GRAPH = {m: {i for i in imports_of(m) if i in SOURCES and i != m} for m in SOURCES}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    found = cycles(GRAPH)
+    assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_ray_is_imported_only_in_its_subpackage_and_the_entry_point():
+    bad = {m: sorted(i for i in imports_of(m) if i == "ray" or i.startswith("ray."))
+           for m in SOURCES if m != RAY_HOME and not m.startswith(RAY_HOME + ".") and m not in RAY_WIRING}
+    bad = {m: i for m, i in bad.items() if i}
+    assert not bad, f"Ray imported outside {RAY_HOME}/ and {sorted(RAY_WIRING)}: {bad}"
+
+
+def test_seg_never_imports_ray_optuna_or_search():
+    bad = {m: sorted(i for i in imports_of(m) if i.split(".")[0] in ("ray", "optuna", "search"))
+           for m in SOURCES if m.split(".")[0] == "seg"}
+    assert not {m: i for m, i in bad.items() if i}
+
+
+def test_the_tune_package_is_not_imported_from_below():
+    """Only run.py reaches into search.tune; nothing the tune code relies on imports it back."""
+    users = sorted(m for m in SOURCES if not m.startswith(RAY_HOME) and m not in RAY_WIRING
+                   and any(i.startswith(RAY_HOME) for i in GRAPH[m]))
+    assert not users
+
+
+@pytest.mark.parametrize("modules", [
+    ["search.space"], ["search.vocab"], ["search.records"], ["search.tables"], ["search.report"],
+    ["search.seeds"], ["search.experiment"], ["seg.config"], ["seg.data", "seg.data.classes"], ["seg.models"],
+])
+def test_light_modules_load_neither_ray_nor_torch(modules):
+    code = ("import json, sys\n" + "".join(f"import {m}\n" for m in modules) +
+            "print(json.dumps(sorted(m for m in ('ray', 'torch', 'optuna') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [], f"importing {modules} loaded heavy packages"
+
+
+def test_long_modules_say_why():
+    long = {m: n for m, p in SOURCES.items() if (n := len(p.read_text().splitlines())) > LONG_MODULE_LINES}
+    unexplained = [f"{m} ({n} lines)" for m, n in long.items()
+                   if LONG_REASON not in (ast.get_docstring(ast.parse(SOURCES[m].read_text())) or "")]
+    assert not unexplained, (f"modules over {LONG_MODULE_LINES} lines without '{LONG_REASON} ...' in their "
+                             f"docstring: {unexplained}")

@@ -65,11 +65,14 @@ def scale_epochs(epochs: int, scale: float) -> int:
 def derive_space(src: str | Path, dst: str | Path, *, name: str, epochs_scale: float = 1.0,
                  image_size: int | None = None, data: dict[str, Any] | None = None,
                  defaults: dict[str, Any] | None = None, num_samples: int | None = None,
-                 scheduler: str | dict | None = None) -> Path:
+                 scheduler: str | dict | None = None, budget: dict[str, Any] | None = None,
+                 resources: dict[str, Any] | None = None, storage: str | None = None,
+                 by: str = "bench.search") -> Path:
     """Write a copy of the space file `src` to `dst` with the given changes; returns `dst`.
 
     Every epoch count (defaults, each fixed trial, a searched `epochs` range, `scheduler.max_epochs`) is scaled by
-    `epochs_scale`; `data` updates the data section, `defaults` the defaults; `scheduler="none"` switches ASHA off.
+    `epochs_scale`; `data` updates the data section, `defaults` the defaults, `budget` and `resources` theirs;
+    `scheduler="none"` switches ASHA off; `storage` replaces the results root; `by` names the tool in the header.
     Included files' fixed trials are not copied (their includes keep pointing at the original files)."""
     from search.space import read_yaml
     from seg.config import TrainConfig
@@ -81,6 +84,12 @@ def derive_space(src: str | Path, dst: str | Path, *, name: str, epochs_scale: f
     raw["defaults"] = {**(raw.get("defaults") or {}), **(defaults or {})}
     if num_samples is not None:
         raw["budget"] = {**(raw.get("budget") or {}), "num_samples": num_samples}
+    if budget:
+        raw["budget"] = {**(raw.get("budget") or {}), **budget}
+    if resources:
+        raw["resources"] = {**(raw.get("resources") or {}), **resources}
+    if storage is not None:
+        raw["storage"] = storage
     if scheduler is not None:
         raw["scheduler"] = scheduler
     if epochs_scale != 1.0:
@@ -101,7 +110,7 @@ def derive_space(src: str | Path, dst: str | Path, *, name: str, epochs_scale: f
     if "include" in fixed:  # include paths are relative to the including file, which moves
         inc = fixed["include"]
         fixed["include"] = [str((src.parent / i).resolve()) for i in (inc if isinstance(inc, list) else [inc])]
-    note = (f"# Derived from {src} by bench.search (epochs x{epochs_scale:g}"
+    note = (f"# Derived from {src} by {by} (epochs x{epochs_scale:g}"
             f"{f', {image_size} px' if image_size else ''}); regenerated on every run, do not edit.\n")
     dst.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dst, note + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))

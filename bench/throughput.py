@@ -7,7 +7,10 @@
 JPEG/PNG with PIL per item, random flip, fp32, contiguous tensors, Adam, `loss.item()` every step. segtune's
 loop is `seg.train.train_one_epoch` itself (not a copy), run over the cached split with the levers switched on
 one at a time, so each row's ratio to the reference is what that lever buys. Real VOC2007 is used when found
-(`--data-root`), else synthetic images of VOC's size (the JSON says which).
+(`--data-root`), else synthetic images of VOC's size (`--synthetic DIR` forces them; the JSON says which). The JSON
+is rewritten after every architecture and batch size (`"complete": false` until the end), so a run stopped
+part-way keeps what it measured; a lever that fails (a compiler error, out of memory) is a row with its `error`, the
+rows after it are still measured, and the exit code is 1.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from typing import Any
 
 import torch
 
+from seg.atomic import atomic_write_text
 from seg.config import TrainConfig, make_config
 from seg.data import load_split
 from seg.data.cache import SplitData
@@ -195,54 +199,81 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", nargs="+", type=int, default=[0, os.cpu_count() or 1])
     ap.add_argument("--data-root", default=str(DEFAULT_VOC))
     ap.add_argument("--no-reference", action="store_true", help="skip the paper-style loop")
-    ap.add_argument("--packing", nargs="+", type=int, default=[1, 2, 4] if cuda else [])
+    ap.add_argument("--packing", nargs="*", type=int, default=[1, 2, 4] if cuda else [],
+                    help="trial processes sharing the GPU, e.g. 1 2 4 (default on CUDA); none: `--packing` alone")
+    ap.add_argument("--synthetic", metavar="DIR", default=None,
+                    help="use synthetic VOC-sized images generated in DIR even where VOC is found (default: only "
+                         "when it is not, in results/bench/synthetic-voc)")
+    ap.add_argument("--synthetic-size", type=int, default=400, help="px of the synthetic source images (VOC: ~500)")
     ap.add_argument("--out", default="results/bench/throughput.json")
     args = ap.parse_args(argv)
 
     device = torch.device("cuda" if cuda else "cpu")
     dev_name = torch.cuda.get_device_name() if cuda else f"cpu: {platform.processor() or platform.machine()}"
-    real = (Path(args.data_root) / "VOCdevkit" / "VOC2007" / "JPEGImages").is_dir()
-    synth_root = REPO / "results" / "bench" / "synthetic-voc"
+    real = args.synthetic is None and (Path(args.data_root) / "VOCdevkit" / "VOC2007" / "JPEGImages").is_dir()
+    synth_root = Path(args.synthetic) if args.synthetic else REPO / "results" / "bench" / "synthetic-voc"
     base = dict(image_size=args.image_size, data_root=args.data_root if real else str(synth_root),
-                dataset="voc" if real else "synthetic", synthetic_counts=(209, 16, 16), synthetic_size=400,
-                device=device.type, test_split=None)
+                dataset="voc" if real else "synthetic", synthetic_counts=(209, 16, 16),
+                synthetic_size=args.synthetic_size, device=device.type, test_split=None)
     report: dict[str, Any] = {"device": dev_name, "torch": torch.__version__, "data": "VOC2007 train" if real else
-                              "synthetic, VOC-sized (~400 px)", "image_size": args.image_size,
-                              "cpu_native_bf16": cpu_has_native_bf16(), "rows": [], "packing": []}
+                              f"synthetic, VOC-sized (~{args.synthetic_size} px)", "image_size": args.image_size,
+                              "cpu_native_bf16": cpu_has_native_bf16(), "complete": False, "rows": [], "packing": []}
     print(f"device: {dev_name}; data: {report['data']}; torch {torch.__version__}")
+    out = Path(args.out)
     for arch in args.archs:
         for batch in args.batch_sizes:
             cfg = make_config(dict(base, arch=arch, batch_size=batch)).resolved()
             data = load_split(cfg, "train", device)
             gflop = flops_per_image(cfg, device) / 1e9
-            ref = {}
-            if not args.no_reference:
-                for w in args.workers:
-                    ref[w] = reference_loop(cfg, w, args.steps, args.warmup, device)
-                    emit(report, arch, batch, f"reference, {w} workers", ref[w], ref[0] if 0 in ref else None, gflop, dev_name)
-            lv = dict(device=device)
+            ref: dict[int, float] = {}
+            for w in [] if args.no_reference else args.workers:
+                loop = f"reference, {w} workers"
+                if r := attempt(report, arch, batch, loop, reference_loop, cfg, w, args.steps, args.warmup, device):
+                    ref[w] = r[0]
+                    emit(report, arch, batch, loop, r[0], ref.get(0), gflop, dev_name)
+            ladder, lv = [], dict(device=device)
             for name, change in lever_ladder(device):
                 lv.update(change)
-                ips, comp = segtune_loop(cfg, Levers(**lv), data, args.steps, args.warmup)
-                emit(report, arch, batch, name, ips, ref.get(0), gflop, dev_name, comp)
+                ladder.append((name, Levers(**lv)))
             # What a trial actually gets: the levers `resolve_levers` picks for this device (e.g. no bf16 on a
             # CPU without native bf16, where emulated bf16 is several times slower than fp32).
             auto = resolve_levers(cfg)
-            ips, comp = segtune_loop(cfg, auto, data, args.steps, args.warmup)
-            emit(report, arch, batch, f"segtune default ({auto.describe()['amp']}, "
-                 f"cl={auto.channels_last}, compile={auto.describe()['compile']})", ips, ref.get(0), gflop, dev_name, comp)
+            ladder.append((f"segtune default ({auto.describe()['amp']}, cl={auto.channels_last}, "
+                           f"compile={auto.describe()['compile']})", auto))
+            for name, levers in ladder:
+                if r := attempt(report, arch, batch, name, segtune_loop, cfg, levers, data, args.steps, args.warmup):
+                    emit(report, arch, batch, name, r[0], ref.get(0), gflop, dev_name, r[1])
             del data
+            write_report(out, report)  # a run stopped later (a time budget, a crash) keeps these rows
     for arch in args.archs if args.packing else []:
         for n in args.packing:
             ips = packed_trials(arch, n, 16, args.image_size, args.steps)
             report["packing"].append({"arch": arch, "trials": n, "images_per_s": ips})
             print(f"{arch:14s} {n} trial(s) sharing the GPU: {ips:8.1f} images/s in all")
-    out = Path(args.out)
-    from seg.atomic import atomic_write_text
-
-    atomic_write_text(out, json.dumps(report, indent=2))
+    report["complete"] = True
+    write_report(out, report)
     print(f"wrote {out}")
-    return 0
+    return 1 if any(r.get("error") for r in report["rows"]) else 0
+
+
+def attempt(report, arch, batch, loop, fn, *args) -> tuple[float, float] | None:
+    """`fn(*args)` as (images/s, compile seconds); a bare images/s means nothing was compiled. An exception (a
+    compiler error, running out of memory) is recorded as a row with `error` and images_per_s None, and None is
+    returned, so one failing lever does not lose the rows after it; the exit code is then 1."""
+    try:
+        result = fn(*args)
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}".strip()
+        report["rows"].append({"arch": arch, "batch": batch, "loop": loop, "images_per_s": None, "error": error[:2000]})
+        print(f"{arch:14s} b{batch:<3d} {loop:42s} FAILED: {error[:300]}")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return None
+    return result if isinstance(result, tuple) else (result, 0.0)
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    atomic_write_text(out, json.dumps(report, indent=2))
 
 
 def emit(report, arch, batch, loop, ips, ref0, gflop, dev_name, compile_s=0.0) -> None:

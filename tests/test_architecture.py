@@ -20,6 +20,10 @@ RAY_HOME = "search.tune"  # the one subpackage that imports Ray
 RAY_WIRING = {"search.run"}  # the entry point that wires it in
 LONG_MODULE_LINES = 400  # longer modules say why at their top ("Long because ...")
 LONG_REASON = "Long because"
+MAX_FUNCTION_LINES = 60  # in SHORT_FUNCTION_PACKAGES: def line to last line, decorators not counted
+SHORT_FUNCTION_PACKAGES = ("search.report",)
+REPORT = "search.report"
+REPORT_NEVER_IMPORTS = ("ray", "torch", "torchvision", "search.tune", "search.run")  # it reads results only
 
 
 def module_name(path: Path) -> str:
@@ -147,3 +151,32 @@ def test_long_modules_say_why():
                    if LONG_REASON not in (ast.get_docstring(ast.parse(SOURCES[m].read_text())) or "")]
     assert not unexplained, (f"modules over {LONG_MODULE_LINES} lines without '{LONG_REASON} ...' in their "
                              f"docstring: {unexplained}")
+
+
+def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, int]]:
+    """(name, lines) of every function or method in `source` longer than `limit` lines (end_lineno - lineno + 1)."""
+    return [(n.name, n.end_lineno - n.lineno + 1) for n in ast.walk(ast.parse(source))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > limit]
+
+
+def in_package(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_the_long_function_finder_finds_one():
+    body = "".join(f"        x = {i}\n" for i in range(MAX_FUNCTION_LINES))  # a method's body
+    assert long_functions(f"def short():\n    pass\n\nclass C:\n    def long(self):\n{body}") == [
+        ("long", MAX_FUNCTION_LINES + 1)]
+
+
+def test_report_functions_are_short():
+    found = [f"{m}.{name} ({n} lines)" for m, p in SOURCES.items()
+             if any(in_package(m, pkg) for pkg in SHORT_FUNCTION_PACKAGES) for name, n in long_functions(p.read_text())]
+    assert not found, f"functions over {MAX_FUNCTION_LINES} lines: {found}"
+
+
+def test_the_report_package_imports_neither_ray_torch_nor_the_search_driver():
+    modules = [m for m in SOURCES if in_package(m, REPORT)]
+    assert SOURCES[REPORT].name == "__init__.py" and len(modules) > 1
+    bad = {m: sorted(i for i in imports_of(m) if any(in_package(i, x) for x in REPORT_NEVER_IMPORTS)) for m in modules}
+    assert not {m: i for m, i in bad.items() if i}, f"the report imports {REPORT_NEVER_IMPORTS}"

@@ -19,15 +19,13 @@ from plotly.offline import get_plotlyjs
 
 from browser import SKIP_REASON, find_chromium, render
 from search.paper_table4 import TABLE4
-from search.report import (
-    VOC_CLASSES,
-    load_experiment,
-    main,
-    mask_png,
-    pareto_front,
-    param_importances,
-    write_report,
-)
+from search.vocab import SCHEMA_VERSION
+from search.report import load_report_data, main, write_report
+from search.report.analysis import pareto_front, param_importances
+from search.report.html import asset
+from search.report.images import mask_png
+from search.report.sections import SECTIONS, cost, curves, efficiency, header, leaderboard, table4
+from seg.data.classes import VOC_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -105,7 +103,7 @@ def fabricate(
             epochs_run=run,
             best_epoch=max(1, run - 2) if ok else None,
             best_val_miou=best,
-            val_pixel_acc=0.70 + best / 10 if ok else np.nan,
+            best_val_pixel_acc=0.70 + best / 10 if ok else np.nan,
             test_miou=best * 0.9 if ok else np.nan,
             test_pixel_acc=0.68 + best / 10 if ok else np.nan,
             **{f"iou_{c}": v for c, v in zip(VOC_CLASSES, iou)},
@@ -119,6 +117,7 @@ def fabricate(
             versions=json.dumps({"torch": "2.x"}),
             config_json=json.dumps({"arch": arch, "lr": lr}),
             host="node0",
+            schema_version=SCHEMA_VERSION,
             device_name="cpu",
             started_at=f"2026-11-24T10:{i:02d}:00+00:00",
             finished_at=f"2026-11-24T11:{i:02d}:00+00:00",
@@ -289,9 +288,111 @@ def test_pareto_front():
 
 
 def test_importance_needs_enough_completed_trials(tmp_path):
-    exp = load_experiment(fabricate(tmp_path / "e", trials=TRIALS[:3] + TRIALS[8:10]))
+    exp = load_report_data(fabricate(tmp_path / "e", trials=TRIALS[:3] + TRIALS[8:10]))
     imp, why = param_importances(exp.lb)
     assert imp == {} and "at least 4 completed" in why
+
+
+# ---- section infos: the numbers, with no HTML ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def data(report):
+    return load_report_data(report[0].parent)
+
+
+def test_every_registered_section_is_on_the_page_and_has_info_and_render(report):
+    assert [s.id for s in SECTIONS] == re.findall(r'<section id="([^"]+)">', report[1])
+    assert all(callable(s.module.info) and callable(s.module.render) for s in SECTIONS)
+
+
+def test_table4_info_lines_up_paper_ours_and_difference(data):
+    info = table4.info(data)
+    assert [r.name for r in info.rows] == list(TABLE4) and "32x32 px" in info.note
+    for row in info.rows:
+        label, paper = TABLE4[row.name]
+        best = next(t for t in TRIALS if t[0] == row.name)[7]
+        ours = dict(best_val_miou=best, best_val_pixel_acc=0.70 + best / 10, test_miou=best * 0.9,
+                    test_pixel_acc=0.68 + best / 10)
+        assert row.label == label and row.status == "completed"
+        assert [c.column for c in row.cells] == list(paper)
+        for c in row.cells:
+            assert c.paper == paper[c.column]
+            assert c.ours == pytest.approx(ours[c.column]) and c.diff == pytest.approx(ours[c.column] - c.paper)
+    assert info.bar_paper == [TABLE4[n][1]["test_miou"] for n in TABLE4]
+    assert info.bar_ours == pytest.approx([next(t for t in TRIALS if t[0] == n)[7] * 0.9 for n in TABLE4])
+
+
+def test_table4_info_of_an_experiment_without_fixed_trials(tmp_path):
+    info = table4.info(load_report_data(fabricate(tmp_path / "e", trials=TRIALS[7:])))
+    assert info.rows == [] and all(v is None for v in info.bar_ours)
+
+
+def test_header_info_counts_and_best_trial(data):
+    info = header.info(data)
+    assert info.n_trials == len(TRIALS)
+    assert info.status_counts == [("completed", 9), ("pruned", 1), ("failed", 1)]  # no "running" at 0
+    assert info.epochs == sum(t[6] for t in TRIALS) and info.gpu_seconds == 0
+    assert info.data == "voc 2007 at 32x32 px; train/val/test = 209/213/210 images"
+    b = info.best
+    assert (b.label, b.trial_id, b.arch, b.status) == ("search-0000", "t0007", "resnet34_fcn", "completed")
+    assert b.val_miou == 0.1851 and b.test_miou == pytest.approx(0.1851 * 0.9)
+    assert b.seed_group is None and b.val_miou_mean is None  # no seed reruns here
+    assert info.started == "2026-11-24T10:00:00+00:00" and info.finished == "2026-11-24T11:30:00+00:00"
+
+
+def test_header_shows_the_best_trials_seed_group_mean_and_std(tmp_path):
+    exp = fabricate(tmp_path / "e", seeds=True)
+    b = header.info(load_report_data(exp)).best
+    assert (b.seed_group, b.n_seeds) == ("g3", 3)  # search-0000 is trial 7: group 7 // 2
+    assert (b.val_miou_mean, b.val_miou_std) == (0.1851, 0.004)
+    assert b.test_miou_mean == pytest.approx(0.1851 * 0.9) and b.test_miou_std == 0.005
+    best = re.search(r'<span id="best-seed-group">(.*?)</span></dd>', section(write_report(exp).read_text(), "overview"))
+    assert best and "seed group g3 over 3 seeds" in text(best.group(1))
+    assert "0.1851 ± 0.0040" in text(best.group(1)) and "0.1666 ± 0.0050" in text(best.group(1))
+
+
+def test_efficiency_info_series_in_finish_order(data):
+    info = efficiency.info(data)
+    s = info.series
+    assert s.label == [t[0] for t in TRIALS]  # fabricate finishes trial i at 11:i
+    assert s.cum_epochs == np.cumsum([t[6] for t in TRIALS]).tolist()
+    best = [t[7] for t in TRIALS]
+    running = [max(b for b in best[: i + 1] if b == b) for i in range(len(best))]
+    assert [x for x, b in zip(s.best_so_far, best) if b == b] == [r for r, b in zip(running, best) if b == b]
+    assert not info.gpu and s.cum_gpu_hours == [0.0] * len(TRIALS)
+    assert [(t.status, t.trials, t.epochs) for t in info.totals] == [
+        ("completed", 9, 380), ("pruned", 1, 4), ("failed", 1, 2)]
+    skipped, share = info.pruning_saved
+    assert skipped == 36 and share == pytest.approx(36 / (36 + 386))  # search-0001: 4 of 40 epochs
+
+
+def test_leaderboard_info_rows_columns_and_seed_table(data, tmp_path):
+    info = leaderboard.info(data)
+    assert [r.label for r in info.rows][:3] == ["search-0000", "5b", "search-0003"]
+    keys = [c.key for c in info.columns]
+    assert keys[:2] == ["rank", "label"] and "lr" in keys and "iou_tvmonitor" in keys and keys[-1] == "error"
+    assert "device" not in keys and "seed" not in keys  # run plumbing, not hyperparameters
+    assert info.rows[0].values["best_val_miou"] == 0.1851 and info.rows[0].filters["kind"] == "searched"
+    assert info.options["status"] == ["completed", "failed", "pruned"] and info.seed_rows == []
+    seeded = leaderboard.info(load_report_data(fabricate(tmp_path / "e", seeds=True)))
+    assert seeded.seed_rows[0].group == "g3" and seeded.seed_rows[0].val_miou_std == 0.004
+
+
+def test_cost_info_front_and_curve_groups(data):
+    info = cost.info(data)
+    assert info.front.labels == ["baseline", "search-0000"]  # 5b ties search-0000's 400 s with a lower score
+    assert info.pruned.labels == ["search-0001"] and {p.name for p in info.by_arch} == {
+        "fcn", "fcn_dilated", "resnet34_fcn", "unet"}
+    groups = curves.info(data).groups
+    fixed = [f"t{i:04d}" for i in range(7)]
+    assert groups["fixed trials"] == fixed and groups["pruned trials"] == ["t0008"]
+    assert groups["fixed trials + top 5"] == fixed + ["t0007", "t0010", "t0008", "t0009"]  # all 4 searched, by rank
+    assert len(groups["all trials"]) == len(TRIALS)
+
+
+def test_assets_are_package_files_inlined_into_the_page(report):
+    for name in ("report.css", "report.js", "error-hook.js"):
+        body = asset(name)
+        assert len(body) > 200 and body.split("\n", 1)[1] in report[1], name
 
 
 @pytest.mark.parametrize(

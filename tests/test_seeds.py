@@ -66,9 +66,9 @@ def test_a_lucky_seed_does_not_win():
 
 
 def test_report_ranks_by_the_mean():
-    from search.report import _prepare_leaderboard, best_trial
+    from search.report.load import best_trial, prepare_leaderboard
 
-    lb = _prepare_leaderboard(add_seed_columns(board_of(LUCKY)))
+    lb = prepare_leaderboard(add_seed_columns(board_of(LUCKY)))
     assert lb.loc[lb["rank"] == 1, "name"].item() == "search-0002@seed1"
     assert best_trial(lb)["seed_group"] == "search-0002"
 

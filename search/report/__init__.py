@@ -1,0 +1,71 @@
+"""The experiment report: one self-contained HTML page built from an experiment folder (docs/DESIGN.md).
+
+    python -m search.report results/<name>      # writes results/<name>/report.html
+
+Reads `experiment.json` (optional), `leaderboard.parquet`, `history.parquet` and `masks/<trial_id>.npz`; never
+imports Ray or torch. The page works offline from file://. Every section renders from whatever exists and says
+why it is empty; one that fails says so and the rest still render. The search calls `write_report` after each
+finished trial.
+
+The package, in the order the data flows:
+    values.py      missing values, plain scalars, number / duration / time formatting (a leaf)
+    load.py        the experiment folder -> ReportData (ranked leaderboard, history, experiment.json, notes)
+    analysis.py    numbers with no Plotly: fANOVA importances, the Pareto front, search-efficiency series
+    images.py      mask thumbnails as data URIs (VOC palette PNGs, JPEG photos and overlays)
+    html.py        escaping, tables, figures and the page around the sections; assets/ holds its CSS and JS
+    sections/      one module per section: info(data) -> plain data, render(info) -> HTML; the SECTIONS registry
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from search.report.html import empty, page, section
+from search.report.load import ReportData, load_report_data
+from search.report.sections import SECTIONS, Section
+from seg.atomic import atomic_write_text
+
+__all__ = ["REPORT_NAME", "ReportData", "load_report_data", "render_report", "write_report", "main"]
+
+REPORT_NAME = "report.html"
+
+log = logging.getLogger(__name__)
+
+
+def write_report(exp_dir: Path) -> Path:
+    """Builds `exp_dir/report.html` from the experiment folder, atomically; returns its path."""
+    exp_dir = Path(exp_dir)
+    return atomic_write_text(exp_dir / REPORT_NAME, render_report(load_report_data(exp_dir)))
+
+
+def render_report(data: ReportData) -> str:
+    """The whole page as one string: each section's info, rendered, in the registry's order."""
+    bodies = [build_section(s, data) for s in SECTIONS]
+    return page(data.name, data.path, [(s.id, s.title) for s in SECTIONS], bodies)
+
+
+def build_section(s: Section, data: ReportData) -> str:
+    try:
+        body = s.module.render(s.module.info(data))
+    except Exception as e:  # one broken section must not cost the whole report
+        log.exception("report section %s failed", s.id)
+        body = empty(f"This section could not be built: {type(e).__name__}: {e}")
+    return section(s.id, s.title, body, s.intro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m search.report", description=__doc__.split("\n")[0])
+    ap.add_argument("exp_dir", type=Path, help="the experiment folder, e.g. results/quick")
+    args = ap.parse_args(argv)
+    if not args.exp_dir.is_dir():
+        print(
+            f"error: {args.exp_dir} is not a folder; pass an experiment folder such as results/<name>",
+            file=sys.stderr,
+        )
+        return 2
+    out = write_report(args.exp_dir)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0

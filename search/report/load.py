@@ -1,0 +1,282 @@
+"""Reading an experiment folder into one plain object, `ReportData`, and the leaderboard/history preparation.
+
+Anything missing or unreadable becomes an empty frame plus a note (shown in the header): the report renders from
+whatever exists. The leaderboard comes back ranked like `search.tables.ranked` (the seed-group mean of
+best_val_miou where there is one, else best_val_miou), with every column the sections read present and a unique
+`label` per trial. Also here: lookups into experiment.json and the plain facts the sections share (the best
+trial, the fixed trials, the display order, what data and hardware the experiment ran on).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from search.paper_table4 import FIXED_NAMES
+from search.report.values import fmt, labels, present
+from search.tables import ranked
+from search.vocab import FIXED, HOST, IOU_COLUMNS
+from seg.config import TrainConfig
+
+METRIC_COLUMNS = [
+    "best_val_miou",
+    "best_val_pixel_acc",
+    "test_miou",
+    "test_pixel_acc",
+    "train_loss",
+    "val_loss",
+    "epochs_run",
+    "best_epoch",
+    "pruned_at_epoch",
+    "wall_seconds",
+    "gpu_seconds",
+    "images_per_s",
+    "compile_seconds",
+    "val_miou_mean",
+    "val_miou_std",
+    "test_miou_mean",
+    "test_miou_std",
+    "n_seeds",
+    *IOU_COLUMNS,
+]  # numeric: coerced, NaN where absent
+TEXT_DEFAULTS = [
+    ("trial_id", None),
+    ("name", None),
+    ("kind", "searched"),
+    ("status", "completed"),
+    ("arch", None),
+    ("error", None),
+    ("started_at", None),
+    ("finished_at", None),
+]  # (column, value where the leaderboard lacks it)
+CURVE_METRICS = {
+    "train_loss": "train loss",
+    "val_loss": "val loss",
+    "val_miou": "val mIoU",
+    "val_pixel_acc": "val pixel accuracy",
+}  # history.parquet columns (each epoch's own): the paper's Figures 1-7
+# TrainConfig fields about where/how a run executes, not what it learns: never shown as hyperparameters
+RUN_FIELDS = {
+    "data_root",
+    "cache_dir",
+    "download",
+    "device",
+    "num_masks",
+    "pretrained_path",
+    "amp",
+    "channels_last",
+    "compile",
+    "fused_optimizer",
+    "seed",
+    "synthetic_counts",
+    "synthetic_size",
+}
+MASK_KEYS = ("ids", "images", "gt", "pred", "epoch")  # docs/DESIGN.md, "Masks"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReportData:
+    """Everything the report reads from one experiment folder."""
+
+    path: Path
+    meta: dict[str, Any]  # experiment.json, {} when missing
+    lb: pd.DataFrame  # leaderboard, ranked (seed-group mean, else best_val_miou), with a unique `label` per trial
+    hist: pd.DataFrame  # history, one row per trial and epoch, sorted by trial and epoch
+    notes: list[str] = field(default_factory=list)  # what could not be read, shown in the header
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name") or self.path.resolve().name)
+
+    def masks_file(self, trial_id: str) -> Path:
+        return self.path / "masks" / f"{trial_id}.npz"
+
+
+def load_report_data(exp_dir: Path) -> ReportData:
+    """Reads the experiment folder; anything missing or unreadable becomes an empty frame plus a note."""
+    exp_dir = Path(exp_dir)
+    notes: list[str] = []
+    meta = read_meta(exp_dir / "experiment.json", notes)
+    lb = read_parquet(exp_dir / "leaderboard.parquet", notes)
+    hist = read_parquet(exp_dir / "history.parquet", notes)
+    return ReportData(exp_dir, meta, prepare_leaderboard(lb), prepare_history(hist), notes)
+
+
+def read_meta(path: Path, notes: list[str]) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        notes.append(f"{path.name} is missing: data set, hardware and dates are taken from the leaderboard.")
+        return {}
+    except (OSError, ValueError) as e:
+        notes.append(f"{path.name} could not be read ({e}).")
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def read_parquet(path: Path, notes: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        notes.append(f"{path.name} does not exist yet.")
+        return pd.DataFrame()
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # a damaged file must not take the whole report down
+        notes.append(f"{path.name} could not be read ({type(e).__name__}: {e}).")
+        return pd.DataFrame()
+
+
+def prepare_leaderboard(lb: pd.DataFrame) -> pd.DataFrame:
+    """Every column the sections read, typed; ranked; with `rank` (1 = best) and a unique `label`."""
+    lb = lb.copy()
+    for col, default in TEXT_DEFAULTS:
+        if col not in lb.columns:
+            lb[col] = default
+    for col in METRIC_COLUMNS:
+        lb[col] = pd.to_numeric(lb[col], errors="coerce") if col in lb.columns else np.nan
+    lb["trial_id"] = [str(t) if present(t) else f"row{i}" for i, t in enumerate(lb["trial_id"])]
+    lb["name"] = [str(n) if present(n) else t for n, t in zip(lb["name"], lb["trial_id"])]
+    lb["status"] = lb["status"].fillna("completed").astype(str)
+    lb["kind"] = lb["kind"].fillna("searched").astype(str)
+    for col in ("trial_id", "name", "status", "kind"):  # str even when empty, for the .str accessor
+        lb[col] = lb[col].astype(object)
+    # ranked by the seed-group mean of best_val_miou where there is one (a lucky seed does not win), else by it
+    lb = ranked(lb)
+    lb["rank"] = np.arange(1, len(lb) + 1)
+    dup = lb["name"].duplicated(keep=False)  # seed reruns share a name: tell them apart by id
+    lb["label"] = pd.Series(
+        [f"{n} ({t})" if d else n for n, t, d in zip(lb["name"], lb["trial_id"], dup)],
+        index=lb.index,
+        dtype=object,
+    )
+    return lb
+
+
+def prepare_history(hist: pd.DataFrame) -> pd.DataFrame:
+    if hist.empty or "trial_id" not in hist.columns or "epoch" not in hist.columns:
+        return pd.DataFrame(columns=["trial_id", "epoch", *CURVE_METRICS])
+    hist = hist.copy()
+    hist["trial_id"] = hist["trial_id"].astype(str)
+    for col in ["epoch", *CURVE_METRICS]:
+        hist[col] = pd.to_numeric(hist[col], errors="coerce") if col in hist.columns else np.nan
+    return hist.sort_values(["trial_id", "epoch"], kind="stable")
+
+
+def load_masks(path: Path) -> dict[str, np.ndarray] | None:
+    """A trial's masks file (docs/DESIGN.md), or None (logged) when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in MASK_KEYS if k in z.files}
+    except Exception as e:
+        log.warning("cannot read %s: %s", path, e)
+        return None
+
+
+# ==== facts the sections share ==============================================================================
+def hyperparameter_columns(lb: pd.DataFrame) -> list[str]:
+    """TrainConfig fields present as leaderboard columns, minus run plumbing (device, paths, seed...)."""
+    return [f for f in TrainConfig.model_fields if f in lb.columns and f not in RUN_FIELDS]
+
+
+def varying(lb: pd.DataFrame, cols: list[str]) -> list[str]:
+    """The columns with more than one value (missing counts as one value)."""
+    return [c for c in cols if labels(lb[c]).nunique() > 1] if len(lb) > 1 else []
+
+
+def best_trial(lb: pd.DataFrame) -> pd.Series | None:
+    """The top-ranked completed trial with a score, else the top-ranked scored one, else None."""
+    done = lb[(lb["status"] == "completed") & lb["best_val_miou"].notna()]
+    pool = done if len(done) else lb[lb["best_val_miou"].notna()]
+    return pool.iloc[0] if len(pool) else None  # lb is ranked
+
+
+def fixed_trials(lb: pd.DataFrame) -> dict[str, pd.Series]:
+    """The best row per paper experiment name (case-insensitive), in the paper's order."""
+    out = {}
+    names = lb["name"].str.lower()
+    for n in FIXED_NAMES:
+        rows = lb[names == n]
+        if len(rows):
+            out[n] = rows.iloc[0]
+    return out
+
+
+def fixed_ids(lb: pd.DataFrame) -> set[str]:
+    return set(lb.loc[lb["kind"] == FIXED, "trial_id"])
+
+
+def display_order(lb: pd.DataFrame) -> pd.DataFrame:
+    """Fixed trials in the paper's order first, then the rest by rank."""
+    key = lb["name"].str.lower().map({n: i for i, n in enumerate(FIXED_NAMES)}).fillna(len(FIXED_NAMES))
+    return lb.assign(_k=key).sort_values(["_k", "rank"], kind="stable").drop(columns="_k")
+
+
+def lookup(meta: dict, *keys: str, kind: type | tuple[type, ...] = object, depth: int = 3) -> Any:
+    """The first of `keys` in experiment.json whose value is a `kind`, searched breadth first.
+
+    experiment.json's nesting belongs to the search, so the report looks values up by name, not by path."""
+    level = [meta]
+    for _ in range(depth):
+        for d in level:
+            for k in keys:
+                if present(d.get(k)) and isinstance(d[k], kind):
+                    return d[k]
+        level = [v for d in level for v in d.values() if isinstance(v, dict)]
+    return None
+
+
+def column_value(lb: pd.DataFrame, col: str) -> str | None:
+    """The distinct values of a leaderboard column, joined with ', ', or None."""
+    if col not in lb.columns:
+        return None
+    vals = sorted({str(v) for v in lb[col].dropna()})
+    return ", ".join(vals) if vals else None
+
+
+def extreme(s: pd.Series, pick: Callable) -> str | None:
+    """min / max of a column of ISO-8601 times, as ISO-8601."""
+    t = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601").dropna()
+    return pick(t).isoformat() if len(t) else None
+
+
+def data_description(data: ReportData) -> str:
+    """e.g. 'voc 2007 at 224x224 px; train/val/test = 209/213/210 images'."""
+    lb, meta = data.lb, data.meta
+    dataset = lookup(meta, "dataset", kind=str) or column_value(lb, "dataset") or "unknown data set"
+    year = lookup(meta, "year", kind=(str, int)) or column_value(lb, "year")
+    size = lookup(meta, "image_size", kind=int) or column_value(lb, "image_size")
+    text = f"{dataset}{' ' + str(year) if year and str(year) not in str(dataset) else ''}"
+    text += f" at {size}x{size} px" if size and "," not in str(size) else f" at {size} px" if size else ""
+    splits = lookup(meta, "split_sizes", "splits", "sizes", "n_images", kind=dict)
+    if isinstance(splits, dict) and splits:
+        text += f"; {'/'.join(map(str, splits))} = {'/'.join(fmt(v) for v in splits.values())} images"
+    return text
+
+
+def hardware_text(data: ReportData) -> str:
+    """e.g. '2 CPUs; 1 GPUs; NVIDIA H100': from experiment.json, else what the trials ran on."""
+    hw = lookup(data.meta, "hardware", kind=dict) or {}
+    cpus = next((hw[k] for k in ("cluster_cpus", "cpus", "cpu_count") if present(hw.get(k))), None)
+    gpus = next((hw[k] for k in ("cluster_gpus", "gpus", "gpu_count") if present(hw.get(k))), None)
+    names = hw.get("gpu_names") or []
+    nodes = hw.get("cluster_nodes")
+    parts = [
+        f"{fmt(nodes)} node(s)" if nodes else "",
+        f"{fmt(cpus)} CPUs" if cpus is not None else "",
+        f"{fmt(gpus)} GPUs" if gpus is not None else "",
+        ", ".join(sorted(set(map(str, names)))),
+        str(hw.get("cpu") or ""),
+        f"host {hw[HOST]}" if hw.get(HOST) else "",
+    ]
+    text = "; ".join(p for p in parts if p)
+    if not text:  # no experiment.json: what the trials ran on
+        text = "; ".join(filter(None, [column_value(data.lb, "device_name"), column_value(data.lb, HOST)]))
+    return text or "unknown"
+

@@ -23,6 +23,9 @@ then SIGKILL to its whole process group, Ray's processes included), recorded as 
 `summary.json` (rewritten after every step) holds each step's command, return code, seconds, log and the figures
 parsed from its output. The output folder stays small enough for the device tool to bring back (at most 8 files,
 one folder deep); the experiment, the synthetic data and the unpacked packages go to a scratch folder.
+
+Long because it is one self-contained command for a machine that has nothing else: the install step, three steps
+with their budgets and parsers, and the summary must live in a file that imports only the standard library.
 """
 from __future__ import annotations
 
@@ -259,22 +262,20 @@ def activate_site(site: Path) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
-IMPORT_PROBE = """
-import importlib, json, sys
-out = {}
-for name in sys.argv[1:]:
-    try:
-        m = importlib.import_module(name)
-        out[name] = {"version": str(getattr(m, "__version__", "?")), "file": getattr(m, "__file__", None)}
-    except Exception as e:
-        out[name] = {"error": f"{type(e).__name__}: {e}"}
-print(json.dumps(out))
-"""
+def _probe_code(modules: tuple[str, ...]) -> str:
+    """A child script that imports each module by a plain import statement and prints what it found."""
+    lines = ["import json, sys", "out = {}"]
+    for name in modules:  # our own constant module names, never user input
+        lines += ["try:", f"    import {name} as m",
+                  f"    out[{name!r}] = {{'version': str(getattr(m, '__version__', '?')), "
+                  f"'file': getattr(m, '__file__', None)}}",
+                  "except Exception as e:", f"    out[{name!r}] = {{'error': f'{{type(e).__name__}}: {{e}}'}}"]
+    return "\n".join([*lines, "print(json.dumps(out))"]) + "\n"
 
 
 def import_probe(modules: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Import each module in a fresh child process (what the steps will see): {name: {version, file} or {error}}."""
-    result = python_json(IMPORT_PROBE, list(modules))
+    result = python_json(_probe_code(modules), [])
     if set(result) != set(modules):  # the probe itself failed: every module counts as missing, with its reason
         return {m: {"error": result.get("error", "not probed")} for m in modules}
     return result

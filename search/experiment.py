@@ -142,6 +142,13 @@ class Experiment:
         passes = self.read().get("passes", {})
         self.update(passes={**passes, name: "done"})
 
+    def next_attempt(self, pass_name: str) -> int:
+        """Count one more run of a pass (0 for its first): each run of the command is its own Tune run."""
+        attempts = self.read().get("attempts", {})
+        n = int(attempts.get(pass_name, -1)) + 1
+        self.update(attempts={**attempts, pass_name: n})
+        return n
+
     def tune_path(self, pass_name: str) -> str:
         return f"{self.tune_storage.rstrip('/')}/{pass_name}"
 

@@ -9,6 +9,10 @@ outside TrainConfig, so they never become hyperparameters or leaderboard columns
   SEGTUNE_FAULT=hold_after_epoch:<n>:<release file>
       every trial, after reporting epoch n (its checkpoint saved), writes `<release file>.held-<trial id>` and
       waits until `<release file>` exists; a test kills the driver or removes a node while trials are held.
+  SEGTUNE_FAULT=kill_after:<pass>:<event>:<n>
+      the driver SIGKILLs its whole process group (itself and the Ray it started) right after it recorded the n-th
+      <event> of <pass> (fixed | search | seeds): an event is a trial's `start` or its end as completed | pruned |
+      failed, recorded and printed; what a crash at that moment would leave behind.
   SEGTUNE_FAULT=kill_in_leaderboard_write[:<n>]   (seg.atomic)
       SIGKILLs the driver between writing the n-th leaderboard.parquet tmp file and renaming it.
   SEGTUNE_FAULT=kill_before_rename:<file name>[:<n>]   (seg.atomic)
@@ -19,6 +23,7 @@ Ray workers inherit the driver's environment, so a variable set for `python -m s
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,3 +75,17 @@ def hold_after_epoch(epoch: int, trial_id: str) -> None:
         held.write_text(str(os.getpid()))
         while not release_path.exists():  # released by the test, or killed with its node / driver
             time.sleep(HOLD_POLL_S)
+
+
+_EVENTS: dict[tuple[str, str], int] = {}  # (pass, event) -> times seen in this driver
+
+
+def kill_after(pass_name: str, event: str) -> None:
+    """The kill_after fault: called by the recorder after each recorded event."""
+    specs = fault_specs("kill_after")
+    if not specs:
+        return
+    seen = _EVENTS[(pass_name, event)] = _EVENTS.get((pass_name, event), 0) + 1
+    for p, e, n in specs:
+        if (p, e, int(n)) == (pass_name, event, seen):
+            os.killpg(os.getpgrp(), signal.SIGKILL)

@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from search.vocab import (COMPLETED, FAILED, FIXED, FIXED_KEY, KIND_KEY, METRIC_KEYS, NAME_KEY, PRUNED, SEARCHED,
-                          finite)
+from search.vocab import (COMPLETED, FAILED, FINAL_STATUSES, FIXED, FIXED_KEY, KIND_KEY, METRIC_KEYS, NAME_KEY,
+                          OPTUNA_KEY, PRUNED, RUNNING, SEARCHED, TRIAL_KEY, finite)
 
 TRIALS_DIR = "trials"
 # Result keys segtune adds to the trainer's metrics: `segtune_<field>` lands in the record as `<field>`, except these,
@@ -35,7 +35,18 @@ def split_config(config: dict[str, Any]) -> tuple[str | None, str, dict[str, Any
     """(name, kind, TrainConfig fields) of a Tune trial config of any pass."""
     flat = dict(config.get(FIXED_KEY) or config)
     name, kind = flat.pop(NAME_KEY, None), flat.pop(KIND_KEY, SEARCHED)
+    flat.pop(TRIAL_KEY, None)
+    flat.pop(OPTUNA_KEY, None)
     return name, kind, flat
+
+
+def trial_key(config: dict[str, Any], tune_trial_id: str) -> str:
+    """segtune's id of a Tune trial: the id of the trial it resumes, else its own Tune trial id."""
+    return (config.get(FIXED_KEY) or config).get(TRIAL_KEY) or tune_trial_id
+
+
+def optuna_number(config: dict[str, Any]) -> int | None:
+    return (config.get(FIXED_KEY) or config).get(OPTUNA_KEY)
 
 
 def _dirname_prefix(config: dict[str, Any]) -> str:
@@ -157,35 +168,41 @@ def _json_default(o: Any) -> Any:
 # Collecting an experiment's records
 # ---------------------------------------------------------------------------------------------------------------
 def collect_records(exp_dir: Path) -> dict[str, dict[str, Any]]:
-    """trial_id -> record, from segtune's records and Tune's trial folders (history merged by epoch)."""
+    """trial_id -> record, from segtune's records and Tune's trial folders (history merged by epoch).
+
+    The records are the truth about what was decided; Tune's folders only add epochs that reached Tune's log after
+    the driver's last record write, and trials the driver never recorded (it died before the trial's start was
+    written)."""
     exp_dir = Path(exp_dir)
     records: dict[str, dict[str, Any]] = {}
-    known = _known_trial_ids(exp_dir)
     for path in sorted((exp_dir / TRIALS_DIR).glob("*.json")):
         rec = read_record(path)
         if rec and "trial_id" in rec:
             records[rec["trial_id"]] = rec
-    for trial_dir in sorted((exp_dir / "tune").glob("*/*/")):
+    for trial_dir in sorted((exp_dir / "tune").glob("*/*/*/")):  # tune/<pass>/<run>/<trial>/
         tune_rec = _record_from_tune(trial_dir)
         if tune_rec is None:
             continue
         rec = records.get(tune_rec["trial_id"])
         if rec is None:
             records[tune_rec["trial_id"]] = tune_rec
-        else:  # epochs that reached Tune's log after the driver's last record write
+        else:
             merged = {int(h["epoch"]): h for h in (*tune_rec["history"], *rec.get("history", []))}
             rec["history"] = [merged[e] for e in sorted(merged)]
-    return {tid: r for tid, r in records.items()
-            if r.get("pass_name") not in known or tid in known[r.get("pass_name")]}
+    return records
 
 
-def _known_trial_ids(exp_dir: Path) -> dict[str, set[str]]:
-    """pass -> the trial ids Tune finished that pass with (experiment.json; only for finished passes)."""
-    try:
-        exp = json.loads((exp_dir / "experiment.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return {p: set(ids) for p, ids in (exp.get("trial_ids") or {}).items()}
+def pass_records(exp_dir: Path, pass_name: str) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(final, unfinished) records of one pass, by trial id: what was decided, and what was running when the last
+    driver stopped."""
+    recs = {t: r for t, r in collect_records(exp_dir).items() if r.get("pass_name") == pass_name}
+    final = {t: r for t, r in recs.items() if r.get("status") in FINAL_STATUSES}
+    return final, {t: r for t, r in recs.items() if t not in final}
+
+
+def resume_checkpoints(rec: dict[str, Any]) -> tuple[str, ...]:
+    """The checkpoints a resumed trial may continue from, newest first (the recorder keeps the last few)."""
+    return tuple(c["path"] for c in reversed(rec.get("checkpoints", [])) if c.get("path"))
 
 
 def _record_from_tune(trial_dir: Path) -> dict[str, Any] | None:
@@ -198,12 +215,13 @@ def _record_from_tune(trial_dir: Path) -> dict[str, Any] | None:
         rows = [json.loads(line) for line in lines if line.strip()]
     except (OSError, ValueError):
         return None
-    trial_id = next((r["trial_id"] for r in rows if "trial_id" in r), None) or trial_id_from_dirname(
+    tune_id = next((r["trial_id"] for r in rows if "trial_id" in r), None) or trial_id_from_dirname(
         trial_dir.name, config)
+    trial_id = trial_key(config, tune_id)
     name, kind, fields = split_config(config)
     rec: dict[str, Any] = {"trial_id": trial_id, "name": trial_name(trial_id, config), "kind": kind,
-                           "config": fields, "history": [], "metric": "val_miou", "status": "running",
-                           "pass_name": trial_dir.parent.name, "trial_dir": str(trial_dir)}
+                           "config": fields, "history": [], "metric": "val_miou", "status": RUNNING,
+                           "pass_name": trial_dir.parent.parent.name, "trial_dir": str(trial_dir)}
     for row in rows:
         merge_result(rec, row)
     error = trial_dir / "error.txt"

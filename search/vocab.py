@@ -26,6 +26,9 @@ PASSES = ("fixed", "search", "seeds")
 # Keys a Tune trial config carries besides the TrainConfig fields.
 FIXED_KEY = "segtune_fixed"  # passes of named trials: {FIXED_KEY: grid_search([complete config + name, ...])}
 NAME_KEY, KIND_KEY = "segtune_name", "segtune_kind"
+# segtune's id of a trial: its first Tune trial id, kept when a later run resumes it as a new Tune trial
+TRIAL_KEY = "segtune_trial"
+OPTUNA_KEY = "segtune_optuna_trial"  # the Optuna trial number a searched trial's values came from
 FAILED_SCORE = 0.0  # what Optuna is told for a trial that cannot train: the floor of mIoU / pixel accuracy
 
 # The per-epoch metrics dict of seg.train.Trainer (docs/DESIGN.md), in order; iou_<class> follow.

@@ -138,7 +138,7 @@ def test_a_killed_holder_releases_the_lock(tmp_path):
 def test_unreadable_checkpoint_falls_back_to_an_older_one_then_to_scratch(tiny_cfg, tmp_path):
     from ray.tune import Checkpoint
 
-    from search.tune.trainable import STATE_FILE, restore_trainer
+    from search.tune.trainable import STATE_FILE, checkpoint_candidates, restore_trainer
     from seg.train import Trainer
 
     trainer = Trainer(tiny_cfg)
@@ -147,17 +147,23 @@ def test_unreadable_checkpoint_falls_back_to_an_older_one_then_to_scratch(tiny_c
     newest = tmp_path / "checkpoint_000001" / STATE_FILE
     newest.write_bytes(newest.read_bytes()[:500])
     with pytest.warns(RuntimeWarning, match="resumed from checkpoint_000000"):
-        t, warning = restore_trainer(Trainer(tiny_cfg), Checkpoint.from_directory(newest.parent),
+        t, warning = restore_trainer(Trainer(tiny_cfg), checkpoint_candidates(Checkpoint(str(newest.parent)), ()),
                                      lambda: Trainer(tiny_cfg))
     assert t.epoch == 1 and "checkpoint_000001: " in warning
-    t, warning = restore_trainer(Trainer(tiny_cfg), Checkpoint.from_directory(tmp_path / "checkpoint_000000"),
+    t, warning = restore_trainer(Trainer(tiny_cfg), checkpoint_candidates(Checkpoint(str(tmp_path / "checkpoint_000000")), ()),
                                  lambda: Trainer(tiny_cfg))
     assert t.epoch == 1 and warning is None
     (tmp_path / "checkpoint_000000" / STATE_FILE).write_bytes(b"not a checkpoint")
     with pytest.warns(RuntimeWarning, match="restarted from scratch"):
-        t, warning = restore_trainer(Trainer(tiny_cfg), Checkpoint.from_directory(newest.parent),
+        t, warning = restore_trainer(Trainer(tiny_cfg), checkpoint_candidates(Checkpoint(str(newest.parent)), ()),
                                      lambda: Trainer(tiny_cfg))
     assert t.epoch == 0 and "checkpoint_000000: " in warning
+    # a trial resumed by a later run: its recorded checkpoints, newest first (here both unreadable, then a good one)
+    good = tmp_path / "good"
+    Trainer(tiny_cfg).save(good / STATE_FILE)
+    t, warning = restore_trainer(Trainer(tiny_cfg), checkpoint_candidates(None, (str(newest.parent), str(good))),
+                                 lambda: Trainer(tiny_cfg))
+    assert t.epoch == 0 and "resumed from good" in warning and "checkpoint_000001: " in warning
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -141,13 +140,20 @@ def test_search_end_to_end(tmp_path, synthetic_root, monkeypatch):
         with np.load(exp / "masks" / f"{tid}.npz") as m:
             assert m["pred"].shape == m["gt"].shape == (2, 32, 32) and m["images"].shape == (2, 32, 32, 3)
 
-    # Optuna's study: the fixed trials seeded it (diverge as 0.0; noweights says nothing about the params and is
-    # left out), then the searched trials were told their scores
-    state = next((exp / "tune" / "search").glob("searcher-state-*.pkl"))
-    with open(state, "rb") as f:
-        study = pickle.load(f)["_ot_study"]
-    values = [t.value for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(study.trials) == 3 + 6 and all(np.isfinite(values)) and 0.0 in values
+    # Optuna's study, opened from its journal the way optuna-dashboard opens it: the fixed trials seeded it
+    # (diverge as 0.0; noweights says nothing about the params and is left out), then every searched trial was
+    # told its score, the same value the leaderboard records as its objective
+    import optuna
+
+    journal = optuna.storages.journal.JournalFileBackend(str(exp / "optuna-journal.log"))
+    study = optuna.load_study(study_name="segtune", storage=optuna.storages.JournalStorage(journal))
+    assert len(study.trials) == 3 + 6 and all(t.state.name == "COMPLETE" for t in study.trials)
+    values = [t.value for t in study.trials]
+    assert all(np.isfinite(values)) and 0.0 in values
+    told = {t.number: t.value for t in study.trials}
+    for _, row in searched.iterrows():
+        rec = json.loads((exp / "trials" / f"{row['trial_id']}.json").read_text())
+        assert told[rec["optuna_trial"]] == pytest.approx(row["objective"])
 
     exp_json = json.loads((exp / "experiment.json").read_text())
     assert exp_json["passes"] == {"fixed": "done", "search": "done"} and exp_json["finished_at"]
@@ -232,7 +238,7 @@ def test_driver_sigkill_then_rerun_resumes(tmp_path, synthetic_root):
     try:
         deadline = time.monotonic() + 240
         # poll the leaderboard until both fixed trials and one searched trial finished, so the kill lands in the
-        # search pass (the harder restore: Optuna's and ASHA's state come back from Tune's experiment checkpoint)
+        # search pass (the harder resume: the searcher and ASHA are rebuilt from the records and the journal)
         while finished_rows(board_path) < 3:
             assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "three trials did not finish within 240 s"

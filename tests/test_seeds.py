@@ -173,7 +173,7 @@ def test_seed_pass_end_to_end(tmp_path, synthetic_root):
 
     exp_json = json.loads((exp / "experiment.json").read_text())
     assert exp_json["passes"] == {"fixed": "done", "search": "done", "seeds": "done"}
-    assert len(exp_json["trial_ids"]["seeds"]) == 4
+    assert len(exp_json["seed_plan"]) == 4 and (board["kind"] == "seed").sum() == 4
     html = (exp / "report.html").read_text()
     assert "Seed-robust ranking" in html and "@seed2" in html
 

@@ -1,29 +1,32 @@
-"""The three Tune passes of a search, each one Tune experiment under `<experiment>/tune/<pass>`:
+"""The three passes of a search, each run as Tune experiments under `<experiment>/tune/<pass>/run-<k>/`:
 
   1. `fixed`: the named fixed trials, all epochs, no scheduler (never pruned);
   2. `search`: Optuna TPE (seeded with the fixed trials' scores) under ASHA on the space's metric;
   3. `seeds`: with a `seeds:` section only, reruns of the best trials with other seeds (search.seeds plans them).
 
-A pass already marked done in experiment.json is skipped; an unfinished one is restored where the last run of the
-same command left it (`Tuner.restore`: the searcher and scheduler come back from Tune's experiment checkpoint).
+segtune's records decide what is left to do, not Tune's saved state: every run of the command starts a new Tune
+run (`run-<k>`) for each unfinished pass with only the trials that have no final record. A trial recorded
+completed, pruned or failed is never run again; one that was running when the driver stopped continues from its
+last recorded checkpoint under its own name and id; the searcher and the scheduler are rebuilt from the records
+(search.tune.searchers). We never `Tuner.restore`, so how often Tune saves its own experiment state
+(`TUNE_GLOBAL_CHECKPOINT_S`, default "auto") does not matter for correctness and is left at Tune's default.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable
+import dataclasses
+from typing import Any
 
 from ray import tune
 
 from search.experiment import Experiment, PassInterrupted
-from search.records import (collect_records, named_trial_config, read_record, record_path, trial_dirname,
-                            trial_id_from_dirname)
+from search.records import collect_records, named_trial_config, pass_records, resume_checkpoints, trial_dirname
 from search.seeds import plan_reruns
 from search.space import Space
 from search.tables import TableWriter
 from search.tune.recorder import TrialRecorder
-from search.tune.searchers import build_scheduler, build_searcher, fixed_trial_seeds
+from search.tune.searchers import build_scheduler, build_searcher
 from search.tune.trainable import RunInfo, train_trial
-from search.vocab import FINAL_STATUSES, FIXED_KEY, KIND_KEY, SEARCHED, SEED, rerun_name
+from search.vocab import FINAL_STATUSES, FIXED, FIXED_KEY, KIND_KEY, SEARCHED, SEED, TRIAL_KEY, rerun_name
 
 
 def run_fixed_trials(space: Space, exp: Experiment, run: RunInfo, verbose: int) -> None:
@@ -31,10 +34,8 @@ def run_fixed_trials(space: Space, exp: Experiment, run: RunInfo, verbose: int) 
     if not space.fixed or exp.pass_done("fixed"):
         return
     print(f"pass 1: {len(space.fixed)} fixed trials: {', '.join(space.fixed)}")
-    configs = [named_trial_config(n, c.resolved().model_dump(mode="json")) for n, c in space.fixed.items()]
-    fit_pass("fixed", space, exp, run, {FIXED_KEY: tune.grid_search(configs)}, verbose, len(configs),
-             lambda: tune.TuneConfig(num_samples=1, max_concurrent_trials=space.budget.max_concurrent,
-                                     **trial_naming()))
+    configs = {n: c.resolved().model_dump(mode="json") for n, c in space.fixed.items()}
+    run_named_pass("fixed", configs, FIXED, space, exp, run, verbose)
 
 
 def run_searched_trials(space: Space, exp: Experiment, run: RunInfo, verbose: int) -> None:
@@ -43,62 +44,83 @@ def run_searched_trials(space: Space, exp: Experiment, run: RunInfo, verbose: in
         return
     print(f"pass 2: {space.budget.num_samples} searched trials over {', '.join(space.searched_names)} "
           f"(TPE{', ASHA' if space.scheduler else ''} on {space.metric})")
-    param_space = {**space.defaults.resolved().model_dump(mode="json"), KIND_KEY: SEARCHED}
-    fit_pass("search", space, exp, run, param_space, verbose, space.budget.num_samples, lambda: tune.TuneConfig(
-        search_alg=build_searcher(space, fixed_trial_seeds(space, exp.dir)), scheduler=build_scheduler(space),
-        metric=space.metric, mode="max", num_samples=space.budget.num_samples,
-        max_concurrent_trials=space.budget.max_concurrent, **trial_naming()))
+    final, unfinished = pass_records(exp.dir, "search")
+    remaining = space.budget.num_samples - len(final)
+    if remaining > 0:
+        if final or unfinished:
+            print(f"  {len(final)} already finished; {len(unfinished)} to resume, "
+                  f"{remaining - len(unfinished)} still to start")
+        recorded = {**final, **unfinished}
+        param_space = {**space.defaults.resolved().model_dump(mode="json"), KIND_KEY: SEARCHED}
+        fit_pass("search", space, exp, run, param_space, tune.TuneConfig(
+            search_alg=build_searcher(space, exp.dir, recorded), scheduler=build_scheduler(space, recorded),
+            num_samples=remaining, max_concurrent_trials=space.budget.max_concurrent, **trial_naming()),
+            resume={t: resume_checkpoints(r) for t, r in unfinished.items()}, verbose=verbose,
+            searched_so_far=len(recorded))
+    final, _ = pass_records(exp.dir, "search")
+    finish_pass(exp, "search", len(final), space.budget.num_samples)
 
 
 def run_seed_trials(space: Space, exp: Experiment, run: RunInfo, verbose: int) -> None:
-    """Pass 3: the seed reruns, all epochs, no scheduler (never pruned); resumable like passes 1 and 2."""
+    """Pass 3: the seed reruns, all epochs, no scheduler (never pruned). The plan is made once, from the records
+    of the finished search, and kept in experiment.json, so a resumed pass reruns the same trials."""
     if space.seeds is None or exp.pass_done("seeds"):
         return
-    plan = plan_reruns(space, collect_records(exp.dir))
+    plan = exp.read().get("seed_plan")
+    if plan is None:
+        plan = [[name, seed, fields] for name, seed, fields in plan_reruns(space, collect_records(exp.dir))]
+        exp.update(seed_plan=plan)
     if not plan:
         print("pass 3: no completed trial to rerun with other seeds")
         exp.mark_done("seeds")
         return
     groups = list(dict.fromkeys(name for name, _, _ in plan))
     print(f"pass 3: {len(plan)} seed reruns (seeds {space.seeds.seeds}) of {', '.join(groups)}")
-    configs = [named_trial_config(rerun_name(name, seed), fields, kind=SEED) for name, seed, fields in plan]
-    fit_pass("seeds", space, exp, run, {FIXED_KEY: tune.grid_search(configs)}, verbose, len(configs),
-             lambda: tune.TuneConfig(num_samples=1, max_concurrent_trials=space.budget.max_concurrent,
-                                     **trial_naming()))
+    configs = {rerun_name(name, seed): fields for name, seed, fields in plan}
+    run_named_pass("seeds", configs, SEED, space, exp, run, verbose)
 
 
-def fit_pass(pass_name: str, space: Space, exp: Experiment, run: RunInfo, param_space: dict, verbose: int,
-             expected_trials: int, make_tune_config: Callable[[], tune.TuneConfig]) -> None:
-    """Start the pass, or restore it where an earlier run of the same command left off (the searcher and
-    scheduler state come back from Tune's experiment checkpoint, so `make_tune_config` is only called for a start)."""
-    trainable = tune.with_resources(tune.with_parameters(train_trial, run=run),
+def run_named_pass(pass_name: str, configs: dict[str, dict[str, Any]], kind: str, space: Space, exp: Experiment,
+                   run: RunInfo, verbose: int) -> None:
+    """A pass of named trials (fixed, seed reruns): a grid of the configs that have no final record yet."""
+    final, unfinished = pass_records(exp.dir, pass_name)
+    by_name = {r.get("name"): r for r in (*final.values(), *unfinished.values())}
+    todo = [n for n in configs if by_name.get(n, {}).get("status") not in FINAL_STATUSES]
+    if todo:
+        if len(todo) < len(configs):
+            print(f"  {len(configs) - len(todo)} already finished; running {', '.join(todo)}")
+        grid = [{**named_trial_config(n, configs[n], kind),
+                 **({TRIAL_KEY: by_name[n]["trial_id"]} if n in by_name else {})} for n in todo]
+        fit_pass(pass_name, space, exp, run, {FIXED_KEY: tune.grid_search(grid)}, tune.TuneConfig(
+            num_samples=1, max_concurrent_trials=space.budget.max_concurrent, **trial_naming()),
+            resume={by_name[n]["trial_id"]: resume_checkpoints(by_name[n]) for n in todo if n in by_name},
+            verbose=verbose)
+    final, _ = pass_records(exp.dir, pass_name)
+    finish_pass(exp, pass_name, len({r.get("name") for r in final.values()} & set(configs)), len(configs))
+
+
+def fit_pass(pass_name: str, space: Space, exp: Experiment, run: RunInfo, param_space: dict,
+             tune_config: tune.TuneConfig, resume: dict[str, tuple[str, ...]], verbose: int,
+             searched_so_far: int = 0) -> None:
+    """One Tune run of a pass: `tune/<pass>/run-<k>/`, k counting the runs of this pass so far."""
+    attempt = exp.next_attempt(pass_name)
+    trainable = tune.with_resources(tune.with_parameters(train_trial, run=dataclasses.replace(run, resume=resume)),
                                     {"cpu": space.resources.cpus, "gpu": space.resources.gpus})
-    path = exp.tune_path(pass_name)
-    if tune.Tuner.can_restore(path):
-        print(f"  restoring {pass_name} pass from {path}")
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
-                                   restart_errored=False)
-    else:
-        run_config = tune.RunConfig(
-            name=pass_name, storage_path=exp.tune_storage, verbose=verbose,
-            failure_config=tune.FailureConfig(max_failures=space.budget.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[TrialRecorder(str(exp.dir.resolve()), pass_name, run, TableWriter(exp.dir))],
-        )
-        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=make_tune_config(),
-                           run_config=run_config)
-    grid = tuner.fit()
-    ids = [trial_id_from_dirname(Path(r.path).name, r.config or {}) for r in grid if r.path]
-    # Tune returns normally after Ctrl+C / SIGTERM (its state saved, the in-memory trial statuses unreliable):
-    # the pass is done only when the recorder saw every trial end.
-    finished = [t for t in ids if (read_record(record_path(exp.dir, t)) or {}).get("status") in FINAL_STATUSES]
-    if len(finished) < max(len(ids), expected_trials):
-        raise PassInterrupted(f"the {pass_name} pass stopped with {len(finished)} of {expected_trials} trials "
-                              f"finished")
-    # The trials Tune finished this pass with. A driver killed after starting a trial but before Tune saved its
-    # state leaves a record of a trial the restored pass never heard of (it re-created that work under a new id);
-    # the leaderboard leaves such orphans out.
-    exp.update(trial_ids={**exp.read().get("trial_ids", {}), pass_name: ids})
+    recorder = TrialRecorder(str(exp.dir.resolve()), pass_name, run, TableWriter(exp.dir), attempt=attempt,
+                             searched_so_far=searched_so_far)
+    run_config = tune.RunConfig(
+        name=f"run-{attempt}", storage_path=exp.tune_path(pass_name), verbose=verbose,
+        failure_config=tune.FailureConfig(max_failures=space.budget.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2), callbacks=[recorder],
+    )
+    tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+
+
+def finish_pass(exp: Experiment, pass_name: str, finished: int, expected: int) -> None:
+    """Mark the pass done when every trial it plans has a final record. Tune returns normally after Ctrl+C /
+    SIGTERM, so a pass that returned is not necessarily finished: then the same command resumes it."""
+    if finished < expected:
+        raise PassInterrupted(f"the {pass_name} pass stopped with {finished} of {expected} trials finished")
     exp.mark_done(pass_name)
 
 

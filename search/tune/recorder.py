@@ -1,8 +1,10 @@
 """The driver-side Tune callback: keeps `trials/<trial_id>.json` per trial as results arrive, prints one line when a
 trial starts and ends, and tells the table writer it was handed when a trial ends.
 
-Records are merged with what is on disk (history keyed by epoch), so a trial that is re-run after the driver
-was killed, or that reports an epoch twice after a restore, still has each epoch once.
+Records are keyed by segtune's trial id (`search.records.trial_key`): a trial resumed by a later run of the
+command, as a new Tune trial, continues its own record, name and history. History is keyed by epoch, so an epoch
+reported twice (a retry from an older checkpoint) is kept once. A record that says a trial ended is written before
+the line that announces it, so nothing announced is ever missing after a crash.
 """
 from __future__ import annotations
 
@@ -11,11 +13,14 @@ from typing import Any, Protocol
 
 from ray import tune
 
+from search.faults import kill_after
 from search.provenance import now_iso
-from search.records import (TRIALS_DIR, describe_end, final_status, last_exception_line, merge_result, read_record,
-                            record_path, split_config, write_record)
+from search.records import (describe_end, final_status, last_exception_line, merge_result, optuna_number,
+                            read_record, record_path, split_config, trial_key, write_record)
 from search.tune.trainable import RunInfo
 from search.vocab import FAILED, RUNNING, SEARCHED
+
+KEPT_CHECKPOINTS = 3  # checkpoint paths a record keeps (Tune keeps 2 per trial; one more in case it is mid-delete)
 
 
 class TableSink(Protocol):
@@ -25,24 +30,38 @@ class TableSink(Protocol):
 
 
 class TrialRecorder(tune.Callback):
-    def __init__(self, exp_dir: str, pass_name: str, run: RunInfo, tables: TableSink):
+    def __init__(self, exp_dir: str, pass_name: str, run: RunInfo, tables: TableSink, attempt: int = 0,
+                 searched_so_far: int = 0):
         self.exp_dir = exp_dir
         self.pass_name = pass_name
         self.run = run
         self.tables = tables
+        self.attempt = attempt  # which run of the command this is for the pass (0 = the first)
+        self.searched = searched_so_far  # searched trials named so far: the next is search-<searched + 1>
+        self._records: dict[str, dict[str, Any]] = {}
 
     # Tune hooks -------------------------------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
         rec = self._record(trial)
+        resumed = bool(rec.get("history"))
         rec.setdefault("started_at", now_iso())
         rec["status"] = RUNNING
-        write_record(self.exp_dir, rec)
-        print(f"[segtune] {rec['name']} ({trial.trial_id}) started", flush=True)
+        self._write(rec)
+        how = f"resumed after epoch {rec['history'][-1]['epoch']}" if resumed else "started"
+        print(f"[segtune] {rec['name']} ({rec['trial_id']}) {how}", flush=True)
+        kill_after(self.pass_name, "start")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         rec = self._record(trial)
         merge_result(rec, result)
-        write_record(self.exp_dir, rec)
+        self._write(rec)
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        rec = self._record(trial)
+        epoch = (trial.last_result or {}).get("epoch")
+        rec["checkpoints"] = [*rec.get("checkpoints", []), {"epoch": epoch, "path": checkpoint.path,
+                                                           "attempt": self.attempt}][-KEPT_CHECKPOINTS:]
+        self._write(rec)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         rec = self._record(trial)
@@ -61,26 +80,37 @@ class TrialRecorder(tune.Callback):
 
     # helpers ------------------------------------------------------------------------------------------------------
     def _record(self, trial) -> dict[str, Any]:
-        rec = read_record(record_path(self.exp_dir, trial.trial_id)) or {}
+        key = trial_key(trial.config, trial.trial_id)
+        rec = self._records.get(key)
+        if rec is None:
+            rec = self._records[key] = read_record(record_path(self.exp_dir, key)) or {}
         name, kind, fields = split_config(trial.config)
         if "name" not in rec:  # searched trials are numbered in the order they start: search-0001, ...
-            rec["name"] = name if kind != SEARCHED and name else f"search-{self._searched_count() + 1:04d}"
-        rec.update(trial_id=trial.trial_id, kind=kind,
-                   pass_name=self.pass_name, config=fields, gpus=self.run.gpus, cpus=self.run.cpus,
-                   metric=self.run.metric, trial_dir=trial.local_path, num_failures=trial.num_failures)
+            if kind == SEARCHED or not name:
+                self.searched += 1
+                name = f"search-{self.searched:04d}"
+            rec["name"] = name
+        tune_runs = rec.setdefault("tune_trials", [])  # one entry per Tune trial that ran it (one per resume)
+        if not tune_runs or tune_runs[-1]["tune_trial_id"] != trial.trial_id:
+            tune_runs.append({"tune_trial_id": trial.trial_id, "attempt": self.attempt, "dir": trial.local_path})
+        tune_runs[-1]["num_failures"] = trial.num_failures
+        rec.update(trial_id=key, kind=kind, pass_name=self.pass_name, config=fields, gpus=self.run.gpus,
+                   cpus=self.run.cpus, metric=self.run.metric, trial_dir=trial.local_path,
+                   num_failures=sum(t["num_failures"] for t in tune_runs))
+        if optuna_number(trial.config) is not None:
+            rec["optuna_trial"] = optuna_number(trial.config)
         rec.setdefault("history", [])
         return rec
 
-    def _searched_count(self) -> int:
-        return sum(1 for p in (Path(self.exp_dir) / TRIALS_DIR).glob("*.json")
-                   if (read_record(p) or {}).get("kind") == SEARCHED)
-
     def _finish(self, rec: dict[str, Any], trial) -> None:
         rec["finished_at"] = now_iso()
-        rec["num_failures"] = trial.num_failures
-        write_record(self.exp_dir, rec)
+        self._write(rec)
         print(describe_end(rec), flush=True)
         self.tables.trial_finished(rec)
+        kill_after(self.pass_name, rec["status"])
+
+    def _write(self, rec: dict[str, Any]) -> None:
+        write_record(self.exp_dir, rec)
 
 
 def local_error_text(trial) -> str | None:

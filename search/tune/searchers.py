@@ -1,19 +1,69 @@
-"""The searcher and the scheduler of the searched pass: Optuna TPE over the space, seeded with the fixed trials'
-scores, under ASHA on the space's metric."""
+"""The searcher and the scheduler of the searched pass: Optuna TPE over the space (its study persisted in a journal
+file beside the records), under ASHA on the space's metric, both rebuilt from segtune's records on every run.
+
+Why not Tune's OptunaSearch and Tuner.restore: Tune saves its searcher and scheduler state only every few seconds,
+and a SIGKILL skips the last save, so after a crash Tune's state can be older than what segtune had already
+recorded and announced (a trial pruned, a trial started). Here the records are the truth: a resumed pass is a new
+Tune run whose searcher first hands out the trials that were running at the crash (their recorded configs, under
+their own names) before asking Optuna for new ones, and whose scheduler has been told every recorded result.
+
+  * `SearchStudy`: the Optuna study in `optuna-journal.log` (Optuna's JournalStorage: `optuna-dashboard` opens it),
+    created once and seeded with the fixed trials' scores, reconciled with the records at every start;
+  * `RecordedFirstSearcher`: a Tune Searcher over Optuna's ask/tell;
+  * `RecordedASHA`: Tune's ASHA keyed by segtune's trial ids, its rungs refilled from the recorded histories.
+"""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
-from search.records import collect_records
+from search.records import collect_records, trial_key
 from search.space import Space
-from search.vocab import COMPLETED, FAILED, FIXED
+from search.space.model import OptunaSpace
+from search.vocab import COMPLETED, FAILED, FINAL_STATUSES, FIXED, OPTUNA_KEY, SEARCHED, TRIAL_KEY
 
 STUDY_NAME = "segtune"
+JOURNAL_FILE = "optuna-journal.log"
+SEEDED_ATTR = "segtune_seeded_with_fixed_trials"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The study
+# ---------------------------------------------------------------------------------------------------------------
+def journal_path(exp_dir: Path) -> Path:
+    return Path(exp_dir) / JOURNAL_FILE
+
+
+def journal_storage(exp_dir: Path) -> optuna.storages.JournalStorage:
+    path = str(journal_path(exp_dir))
+    # the open-lock (O_EXCL on a lock file) rather than the default symlink lock: it also works where the
+    # experiment folder is on a filesystem without symlinks
+    backend = optuna.storages.journal.JournalFileBackend(path, lock_obj=optuna.storages.journal.JournalFileOpenLock(path))
+    return optuna.storages.JournalStorage(backend)
+
+
+def open_study(space: Space, exp_dir: Path, storage: optuna.storages.BaseStorage | None = None,
+               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    """The experiment's Optuna study (created on first use, pre-filled with the fixed trials' results)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=storage or journal_storage(exp_dir), study_name=STUDY_NAME,
+                                direction="maximize", sampler=sampler, load_if_exists=True)
+    if not study.user_attrs.get(SEEDED_ATTR):
+        seeds = fixed_trial_seeds(space, exp_dir)
+        for point, value in seeds:
+            study.add_trial(optuna.trial.create_trial(
+                params=point, distributions=space.optuna_space.distributions(point), value=value,
+                user_attrs={"segtune_source": "fixed trial"}))
+        study.set_user_attr(SEEDED_ATTR, True)
+        if seeds:
+            print(f"  TPE seeded with {len(seeds)} fixed trials")
+    return study
 
 
 def fixed_trial_seeds(space: Space, exp_dir: Path) -> list[tuple[dict[str, Any], float]]:
@@ -41,24 +91,157 @@ def val_in_training(cfg: dict[str, Any]) -> bool:
     return val in ("train", "trainval") or (train == "trainval" and val == "val")
 
 
-def build_searcher(space: Space, seeds: list[tuple[dict[str, Any], float]]) -> OptunaSearch:
-    """OptunaSearch over the space's define-by-run params, its study pre-filled with the fixed trials' results."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.InMemoryStorage()  # pickled with the searcher in Tune's experiment checkpoint
-    sampler = optuna.samplers.TPESampler(seed=space.seed, n_startup_trials=space.sampler.n_startup_trials)
-    study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="maximize", sampler=sampler)
-    for point, value in seeds:
-        study.add_trial(optuna.trial.create_trial(params=point, distributions=space.optuna_space.distributions(point),
-                                                  value=value))
-    if seeds:
-        print(f"  TPE seeded with {len(seeds)} fixed trials")
-    return OptunaSearch(space=space.optuna_space, metric=space.metric, mode="max", sampler=sampler,
-                        storage=storage, study_name=STUDY_NAME)
+def reconcile_study(study: optuna.Study, space: Space, searched: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Bring the study in line with the records of the searched pass (the records win), and return the records of
+    the trials that were running when the last driver stopped, to be resumed first, in the order they started.
+
+    A recorded outcome the study lacks is told (the driver died between the record and the tell) or, if the journal
+    never had the trial, added. An Optuna trial still RUNNING that no record names is failed: it was asked, and the
+    driver died before Tune started it."""
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    named: set[int] = set()
+    resume = []
+    for rec in sorted(searched.values(), key=lambda r: str(r.get("name"))):
+        ot = trials.get(rec.get("optuna_trial"))
+        if ot is not None:
+            named.add(ot.number)
+        if rec.get("status") not in FINAL_STATUSES:
+            running = ot is not None and ot.state == TrialState.RUNNING
+            resume.append({**rec, "optuna_trial": ot.number if running else None})
+        elif ot is None:
+            point = space.optuna_space.point(rec["config"])
+            study.add_trial(optuna.trial.create_trial(
+                params=point, distributions=space.optuna_space.distributions(point),
+                state=TrialState.COMPLETE if "values" in _told(rec.get("objective")) else TrialState.FAIL,
+                value=_told(rec.get("objective")).get("values"), user_attrs={"segtune_trial": rec["trial_id"]}))
+        elif ot.state == TrialState.RUNNING:
+            study.tell(ot.number, **_told(rec.get("objective")))
+    for ot in trials.values():
+        if ot.state == TrialState.RUNNING and ot.number not in named:
+            study.tell(ot.number, state=TrialState.FAIL)
+    return resume
 
 
-def build_scheduler(space: Space) -> ASHAScheduler | None:
+def _told(value: Any) -> dict[str, Any]:
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return {"values": float(value)}
+    return {"state": TrialState.FAIL}  # Optuna refuses NaN; a failed trial without a score says nothing
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The searcher
+# ---------------------------------------------------------------------------------------------------------------
+class RecordedFirstSearcher(Searcher):
+    """Tune Searcher over an Optuna study's ask/tell: hands out the recorded running trials first (same config,
+    same segtune id, their Optuna trial if the journal still has it running), then TPE's suggestions. Pruned trials
+    are told their last score, as Tune's OptunaSearch does; a trial that errored is told FAIL."""
+
+    def __init__(self, optuna_space: OptunaSpace, study: optuna.Study, metric: str, resume: list[dict[str, Any]]):
+        super().__init__(metric=metric, mode="max")
+        self.optuna_space = optuna_space
+        self.study = study
+        self._resume = list(resume)
+        self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True  # the space is the optuna_space; metric and mode are fixed at construction
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self._resume:
+            rec = self._resume.pop(0)
+            number = rec["optuna_trial"]
+            if number is None:  # the journal lost its trial: a new one with the recorded values
+                self.study.enqueue_trial(self.optuna_space.point(rec["config"]))
+                ot = self.study.ask()
+                self.optuna_space(ot)
+                number = ot.number
+            self._numbers[trial_id] = number
+            return {**rec["config"], TRIAL_KEY: rec["trial_id"], OPTUNA_KEY: number}
+        ot = self.study.ask()
+        self.optuna_space(ot)  # define-by-run: suggests the active params on `ot`
+        self._numbers[trial_id] = ot.number
+        return {**ot.params, OPTUNA_KEY: ot.number}
+
+    # Tune's searcher checkpoint is not needed: the journal and the records are this searcher's state, rebuilt
+    # by `build_searcher` on every run (saying so also keeps Tune from warning that save is not implemented).
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        number = self._numbers.pop(trial_id, None)
+        if number is None:
+            return
+        value = None if error or not result else result.get(self.metric)
+        self.study.tell(number, **_told(value), skip_if_finished=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The scheduler
+# ---------------------------------------------------------------------------------------------------------------
+class _Keyed:
+    """A Tune trial as ASHA sees it: only `trial_id`, here segtune's id, the same across resumes."""
+
+    def __init__(self, key: str):
+        self.trial_id = key
+
+
+class RecordedASHA(ASHAScheduler):
+    """ASHA whose rungs are keyed by segtune's trial ids and refilled from the recorded histories (`replay`), so a
+    resumed pass compares new results against every result recorded before the crash, and a resumed trial keeps
+    its own rung entries."""
+
+    def replay(self, records: dict[str, dict[str, Any]], metric: str) -> None:
+        for key, rec in records.items():
+            trial = _Keyed(key)
+            super().on_trial_add(None, trial)
+            for h in rec.get("history", []):
+                value = h.get(metric)
+                if value is not None and math.isfinite(value):
+                    self._trial_info[key].on_result(trial, h["epoch"], self._metric_op * value)
+            if rec.get("status") in FINAL_STATUSES:
+                del self._trial_info[key]
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        key = trial_key(trial.config, trial.trial_id)
+        if key not in self._trial_info:  # a resumed trial keeps the bracket its replay gave it
+            super().on_trial_add(tune_controller, _Keyed(key))
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        return super().on_trial_result(tune_controller, _Keyed(trial_key(trial.config, trial.trial_id)), result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        super().on_trial_complete(tune_controller, _Keyed(trial_key(trial.config, trial.trial_id)), result)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self._trial_info.pop(trial_key(trial.config, trial.trial_id), None)
+
+
+def build_scheduler(space: Space, records: dict[str, dict[str, Any]]) -> RecordedASHA | None:
+    """ASHA on the space's metric, told every recorded result of the pass; None with `scheduler: none`."""
     if space.scheduler is None:
         return None
-    # time_attr "epoch": the trainer's own counter survives retries and restores (training_iteration restarts)
-    return ASHAScheduler(time_attr="epoch", max_t=space.max_epochs, grace_period=space.scheduler.grace_period,
-                         reduction_factor=space.scheduler.reduction_factor)
+    # time_attr "epoch": the trainer's own counter survives retries and resumes (training_iteration restarts)
+    asha = RecordedASHA(time_attr="epoch", metric=space.metric, mode="max", max_t=space.max_epochs,
+                        grace_period=space.scheduler.grace_period, reduction_factor=space.scheduler.reduction_factor)
+    asha.replay(records, space.metric)
+    return asha
+
+
+def build_searcher(space: Space, exp_dir: Path, searched: dict[str, dict[str, Any]]) -> RecordedFirstSearcher:
+    """The searcher of one run of the searched pass: the persisted study, reconciled with the records, with a fresh
+    TPE sampler whose seed moves on with the study's size (a restarted RNG with the first run's seed would propose
+    that run's random start-up points again)."""
+    storage = journal_storage(exp_dir)
+    study = open_study(space, exp_dir, storage)
+    resume = reconcile_study(study, space, searched)
+    sampler = optuna.samplers.TPESampler(seed=space.seed + len(study.trials),
+                                         n_startup_trials=space.sampler.n_startup_trials)
+    study = open_study(space, exp_dir, storage, sampler)
+    return RecordedFirstSearcher(space.optuna_space, study, space.metric, resume)
+
+
+__all__ = ["JOURNAL_FILE", "SEARCHED", "RecordedASHA", "RecordedFirstSearcher", "build_scheduler", "build_searcher",
+           "fixed_trial_seeds", "journal_path", "open_study", "reconcile_study", "val_in_training"]

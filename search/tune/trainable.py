@@ -16,7 +16,7 @@ import os
 import socket
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from ray import tune
 
 from search.faults import epoch_hooks, hold_after_epoch
-from search.records import ERROR_KEY, FAILED_AT_KEY, STATUS_KEY, TRIALS_DIR, split_config
+from search.records import ERROR_KEY, FAILED_AT_KEY, STATUS_KEY, TRIALS_DIR, split_config, trial_key
 from search.vocab import COMPLETED, FAILED, FAILED_SCORE, HOST, RUNNING
 from seg.config import ConfigError, make_config
 from seg.data.voc import DataError
@@ -44,24 +44,26 @@ class RunInfo:
     metric: str
     cpus: float
     gpus: float
+    # segtune trial id -> its recorded checkpoints, newest first: trials a later run of the command resumes
+    resume: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def train_trial(config: dict[str, Any], run: RunInfo) -> None:
     """Tune function trainable: builds a Trainer, restores the last checkpoint if any, reports every epoch."""
     torch.set_num_threads(max(1, int(run.cpus)))  # the trial's CPU share, not every core of the node
-    trial_id = tune.get_context().get_trial_id()
+    trial_id = trial_key(config, tune.get_context().get_trial_id())
     name, kind, fields = split_config(config)
     placement = where_am_i(run)
-    checkpoint = tune.get_checkpoint()
-    hooks = epoch_hooks(name, restored=checkpoint is not None)  # test-only fault injection (SEGTUNE_FAULT)
+    candidates = checkpoint_candidates(tune.get_checkpoint(), run.resume.get(trial_id, ()))
+    hooks = epoch_hooks(name, restored=bool(candidates))  # test-only fault injection (SEGTUNE_FAULT)
     trainer = None
     # next to the trial's record (not in Tune's per-actor working dir, which a retry on a reused actor does not see)
     oom_marker = Path(run.exp_dir) / TRIALS_DIR / f".{trial_id}.{OOM_MARKER}"
     try:
         cfg = make_config(fields, source=f"trial {name or trial_id}")
         trainer = Trainer(cfg, hooks=hooks)
-        if checkpoint is not None:
-            trainer, warning = restore_trainer(trainer, checkpoint, lambda: Trainer(cfg, hooks=hooks))
+        if candidates:
+            trainer, warning = restore_trainer(trainer, candidates, lambda: Trainer(cfg, hooks=hooks))
             if warning:
                 placement["segtune_warning"] = warning  # in the trial's record as `warning`
         placement["segtune_device_name"] = trainer.device_name
@@ -113,42 +115,50 @@ def out_of_memory(err: BaseException, fields: dict[str, Any], run: RunInfo,
     return TrialOutOfMemoryError(f"out of memory again after a retry ({share}): {fix}. Last error: {err}")
 
 
-def restore_trainer(trainer, checkpoint, make_trainer) -> tuple[Any, str | None]:
-    """Load the trial's last checkpoint; if it is unreadable (a node died mid-write, a disk filled up), the older
-    checkpoints Tune kept beside it (CheckpointConfig.num_to_keep), newest first; if none loads, start from
-    scratch. Returns the trainer and, after a fallback, a warning that says what happened."""
+def checkpoint_candidates(checkpoint: tune.Checkpoint | None, recorded: tuple[str, ...]) -> list[tune.Checkpoint]:
+    """Where a trial continues from, best first: Tune's own checkpoint (a retry within this run) and the older ones
+    Tune kept beside it (CheckpointConfig.num_to_keep); else, for a trial that a later run of the command resumes
+    as a new Tune trial, the checkpoints its record names (local paths or URIs)."""
+    if checkpoint is not None:
+        return [checkpoint, *_older_siblings(checkpoint)]
+    return [tune.Checkpoint(p) for p in recorded]
+
+
+def _older_siblings(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
+    fs = getattr(checkpoint, "filesystem", None)
+    if fs is not None and type(fs).__name__ != "LocalFileSystem":
+        return []  # listing object storage for leftovers is not worth it: a retry falls back to scratch
+    newest = Path(checkpoint.path)
+    if not newest.parent.is_dir():
+        return []
+    older = sorted((p for p in newest.parent.glob("checkpoint_*") if p.is_dir() and p.name < newest.name),
+                   reverse=True)
+    return [tune.Checkpoint(str(p)) for p in older]
+
+
+def restore_trainer(trainer, candidates: list[tune.Checkpoint], make_trainer) -> tuple[Any, str | None]:
+    """Load the first readable checkpoint of `candidates` (a node died mid-write, a disk filled up: the next one);
+    if none loads, start from scratch. Returns the trainer and, after a fallback, a warning saying what happened."""
     failed: list[str] = []
-    with checkpoint.as_directory() as d:
-        newest = Path(d)
+    for i, ckpt in enumerate(candidates):
+        if i:
+            trainer = make_trainer()  # a failed load may have left part of the state behind
         try:
-            trainer.load(newest / STATE_FILE)
+            with ckpt.as_directory() as d:
+                trainer.load(Path(d) / STATE_FILE)
+        except Exception as e:
+            failed.append(f"{Path(ckpt.path).name}: {type(e).__name__}: {str(e)[:200]}")
+            continue
+        if not failed:
             return trainer, None
-        except Exception as e:
-            failed.append(f"{newest.name}: {type(e).__name__}: {str(e)[:200]}")
-    older = []
-    if _is_local(checkpoint) and newest.parent.is_dir():
-        older = sorted((p for p in newest.parent.glob("checkpoint_*") if p.is_dir() and p.name < newest.name),
-                       reverse=True)
-    resumed = None
-    for ckpt in older:
-        trainer = make_trainer()  # a failed load may have left part of the state behind
-        try:
-            trainer.load(ckpt / STATE_FILE)
-            resumed = ckpt
-            break
-        except Exception as e:
-            failed.append(f"{ckpt.name}: {type(e).__name__}: {str(e)[:200]}")
-    if resumed is None:
-        trainer = make_trainer()
-    where = f"resumed from {resumed.name} (epoch {trainer.epoch})" if resumed else "restarted from scratch"
-    warning = (f"checkpoint could not be loaded ({'; '.join(failed)}); {where}")
+        warning = (f"checkpoint could not be loaded ({'; '.join(failed)}); resumed from {Path(ckpt.path).name} "
+                   f"(epoch {trainer.epoch})")
+        warnings.warn(warning, RuntimeWarning, stacklevel=2)
+        return trainer, warning
+    trainer = make_trainer()
+    warning = f"checkpoint could not be loaded ({'; '.join(failed)}); restarted from scratch"
     warnings.warn(warning, RuntimeWarning, stacklevel=2)
     return trainer, warning
-
-
-def _is_local(checkpoint) -> bool:
-    fs = getattr(checkpoint, "filesystem", None)
-    return fs is None or type(fs).__name__ == "LocalFileSystem"
 
 
 def repeats_on_retry(err: BaseException) -> bool:

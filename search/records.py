@@ -62,7 +62,12 @@ def trial_name(trial_id: str, config: dict[str, Any]) -> str:
 
 def trial_dirname(trial) -> str:
     """Tune trial folders named `<fixed name>_<trial id>` or `search_<trial id>` instead of a config string."""
-    return f"{_dirname_prefix(trial.config)}_{trial.trial_id}"
+    return dirname_of(trial.config, trial.trial_id)
+
+
+def dirname_of(config: dict[str, Any], tune_trial_id: str) -> str:
+    """The Tune trial folder's name, from what both the driver and the trial itself know."""
+    return f"{_dirname_prefix(config)}_{tune_trial_id}"
 
 
 def trial_id_from_dirname(dirname: str, config: dict[str, Any]) -> str:

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         space = with_overrides(load_space(args.space), args)
         joining = args.address is not None
         check_pretrained_weights(space, args.allow_missing_weights, joining)
-        location = locate(space, args.results, args.name, args.fresh)
+        location = locate(space, args.results, args.name, args.fresh, args.workdir)
         with ExperimentLock(location):  # a second run of the same experiment is refused here, before Ray starts
             sizes = prepare_data(space, joining)  # data errors: before Ray starts
             search(space, location, sizes, args)
@@ -83,6 +83,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "the old one is kept")
     ap.add_argument("--results", default=None, help="results root (default: the space's storage, e.g. results/)")
     ap.add_argument("--name", default=None, help="experiment folder name (default: the space's name)")
+    ap.add_argument("--workdir", default=None,
+                    help="with a URI as storage (s3://, gs://, file://): the local folder the driver works in "
+                         "(default: results/); its files are pushed to the URI as they are written")
     ap.add_argument("--gpus", type=float, default=None, help="override resources.gpus per trial (e.g. 0 on a CPU box)")
     ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of a locally started Ray (default: all)")
     ap.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard (local Ray only)")
@@ -94,7 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "recorded as failed")
     ap.add_argument("--debug", action="store_true", help="tracebacks and Tune's detailed progress output")
     args = ap.parse_args(argv)
-    args.verbose = 2 if args.debug else 0  # Tune's own tables with --debug; segtune prints one line per trial
+    # Tune's progress table (1), and its per-result detail with --debug (3); segtune prints one line per trial event
+    args.verbose = 3 if args.debug else 1
     return args
 
 
@@ -102,6 +106,8 @@ def quiet_tune(debug: bool) -> None:
     # Checkpointing every epoch of short trials trips Tune's "snapshotting may become a bottleneck" warning; at a
     # few trials per minute it is not one.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's classic console output: the only one that takes a progress reporter (search.tune.passes.progress_table)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not debug:  # a failed trial is one [segtune] line (its traceback stays in its record and error.txt)
         os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
@@ -116,9 +122,13 @@ def with_overrides(space: Space, args: argparse.Namespace) -> Space:
 def finish_experiment(exp: Experiment) -> None:
     """Final tables, the HTML report (its failure is logged, not fatal), and the top of the leaderboard."""
     exp.update(finished_at=now_iso())
-    board_path, _ = write_tables(exp.dir)
+    board_path, hist_path = write_tables(exp.dir)
+    exp.store.push(board_path)
+    exp.store.push(hist_path)
     try:
-        print(f"report: {write_report(exp.dir)}")
+        report = write_report(exp.dir)
+        exp.store.push(report)
+        print(f"report: {exp.store.location(report.name) if exp.store.remote else report}")
     except Exception as e:  # the search itself succeeded; the report can be rebuilt from the folder
         print(f"warning: could not write the report ({type(e).__name__}: {e})", file=sys.stderr)
     board = pd.read_parquet(board_path)

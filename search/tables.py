@@ -220,8 +220,9 @@ class TableWriter:
     `close` at the end of a pass. A failure to write is reported, never raised: the search goes on and the tables
     are rebuilt from the records at the end (or with `python -m search.tables`)."""
 
-    def __init__(self, exp_dir: str | Path):
+    def __init__(self, exp_dir: str | Path, publish=lambda path: None):
         self.exp_dir = Path(exp_dir)
+        self.publish = publish  # pushes a written file to the experiment's storage URI (a no-op locally)
 
     def trial_finished(self, rec: dict[str, Any]) -> None:
         self._write()
@@ -231,7 +232,8 @@ class TableWriter:
 
     def _write(self) -> None:
         try:
-            write_tables(self.exp_dir)
+            for path in write_tables(self.exp_dir):
+                self.publish(path)
         except Exception as e:  # a table problem must not stop the search; they are regenerated at the end
             print(f"[segtune] could not update the leaderboard: {type(e).__name__}: {e}", flush=True)
 

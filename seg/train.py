@@ -158,6 +158,7 @@ class Trainer:
         self.best: dict[str, Any] = {}  # metrics of the best-val epoch (best_*, test_*, iou_*)
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_masks: dict[str, np.ndarray] | None = None
+        self.last_metrics: dict[str, Any] = {}  # the dict of the last epoch run (kept in the state: see load)
         self.compiled = None
 
     # -- construction ---------------------------------------------------------------------------------------------
@@ -195,13 +196,14 @@ class Trainer:
             self.epoch = epoch
             if not self.best or val["miou"] > self.best["best_val_miou"]:
                 self._new_best(forward_model, val)
-            yield {
+            self.last_metrics = {
                 "epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_miou": val["miou"],
                 "val_pixel_acc": val["pixel_acc"], "lr": self.optimizer.param_groups[0]["lr"],
                 "images_per_s": seen / train_seconds, "seconds": time.perf_counter() - t0,
                 "compile_seconds": self._compile_seconds if epoch == 1 else 0.0,
                 **self.best, "pretrained": bool(getattr(self.model, "pretrained_loaded", False)),
             }
+            yield dict(self.last_metrics)
         if self.best_state is not None:  # the paper: load the best model after all epochs
             self.model.load_state_dict(self.best_state)
 
@@ -261,6 +263,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "best": dict(self.best), "best_state": self.best_state,
             "order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "last_metrics": dict(self.last_metrics),
             "best_masks": None if self.best_masks is None else
             {k: torch.from_numpy(v) if k != "ids" else list(map(str, v)) for k, v in self.best_masks.items()},
         }
@@ -277,6 +280,7 @@ class Trainer:
         self.order_gen.set_state(sd["order_gen"])
         self.aug_gen.set_state(sd["aug_gen"])
         torch.set_rng_state(sd["torch_rng"])
+        self.last_metrics = dict(sd.get("last_metrics") or {})  # absent in states saved before it was added
         bm = sd.get("best_masks")
         self.best_masks = None if bm is None else {
             k: np.array(v) if k == "ids" else v.numpy() for k, v in bm.items()}

@@ -86,6 +86,7 @@ def test_search_end_to_end(tmp_path, synthetic_root, monkeypatch):
         budget: {{num_samples: 6, max_concurrent: 2, max_failures: 1}}
         scheduler: {{grace_period: 1, reduction_factor: 2}}
         sampler: {{n_startup_trials: 3}}
+        tracking: {{mlflow: {{tracking_uri: {tmp_path / 'mlflow.db'}, experiment_name: e2e}}}}
         """)
     results = tmp_path / "results"
     monkeypatch.setenv("SEGTUNE_FAULT", "fail_at_epoch:crash:2")  # Ray workers inherit the driver's environment
@@ -158,6 +159,19 @@ def test_search_end_to_end(tmp_path, synthetic_root, monkeypatch):
     exp_json = json.loads((exp / "experiment.json").read_text())
     assert exp_json["passes"] == {"fixed": "done", "search": "done"} and exp_json["finished_at"]
     assert exp_json["split_sizes"] == {"train": 24, "val": 12, "test": 12}
+
+    # MLflow (tracking.mlflow): one run per trial, its params, and every epoch's metrics
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id], max_results=100)
+    assert len(runs) == len(board)
+    by_name = {r.info.run_name: r for r in runs}  # MLflow runs are named after the Tune trial folders
+    for _, row in board[board["status"].isin(["completed", "pruned"])].iterrows():
+        rec = json.loads((exp / "trials" / f"{row['trial_id']}.json").read_text())
+        r = by_name[Path(rec["tune_trials"][-1]["dir"]).name]
+        assert len(client.get_metric_history(r.info.run_id, "val_miou")) == row["epochs_run"], row["name"]
+        assert any(k.endswith("lr") and float(v) == pytest.approx(row["lr"]) for k, v in r.data.params.items())
 
     # regenerable from the folder alone
     before = board.sort_values("trial_id").reset_index(drop=True)

@@ -73,7 +73,7 @@ def load_space(path: str | Path, _stack: tuple[Path, ...] = ()) -> Space:
         name=spec.name, source=path, description=spec.description, data=spec.data, defaults=defaults,
         params=params, fixed=fixed, fixed_sources=sources, metric=spec.metric, budget=spec.budget,
         scheduler=spec.scheduler, sampler=spec.sampler, resources=spec.resources, storage=spec.storage,
-        seed=spec.seed, includes=includes, seeds=spec.seeds,
+        seed=spec.seed, includes=includes, seeds=spec.seeds, tracking=spec.tracking,
     )
     _check_scheduler(space, where)
     _check_seeds(space, where)

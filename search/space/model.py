@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.space.schema import BudgetSpec, DataSpec, ResourcesSpec, SamplerSpec, SchedulerSpec, SeedsSpec
+from search.space.schema import (BudgetSpec, DataSpec, ResourcesSpec, SamplerSpec, SchedulerSpec, SeedsSpec,
+                                 TrackingSpec)
 from seg.config import TrainConfig
 
 
@@ -105,6 +106,7 @@ class Space:
     seed: int
     includes: tuple[str, ...] = field(default=())
     seeds: SeedsSpec | None = None
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
 
     @property
     def optuna_space(self) -> OptunaSpace:
@@ -132,7 +134,7 @@ class Space:
             "sampler": self.sampler.model_dump(), "seed": self.seed,
             # only when set: experiments started before the seeds section existed keep their hash
             **({"seeds": self.seeds.model_dump()} if self.seeds else {}),
-        }  # resources and storage are left out: they say where trials run, not what they compute
+        }  # resources, storage and tracking are left out: they say where trials run and report, not what they compute
 
     @property
     def hash(self) -> str:

@@ -126,6 +126,21 @@ class SeedsSpec(_Strict):
         return self
 
 
+class MLflowSpec(_Strict):
+    # an MLflow tracking URI (http://host:5000, sqlite:///...), or a local database file (SQLite; relative to the
+    # cwd): MLflow 3 no longer accepts its old folder store
+    tracking_uri: str = "mlflow.db"
+    experiment_name: str | None = None  # default: the space's name
+
+
+class TrackingSpec(_Strict):
+    """Where else to send each trial's params and per-epoch metrics (TensorBoard event files are always written
+    by Tune under the trials' folders)."""
+
+    mlflow: MLflowSpec | None = None
+    progress_s: float = Field(30.0, gt=0)  # seconds between the console's progress tables while trials train
+
+
 class SpaceFile(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # the experiment folder results/<name>/
     description: str | None = None
@@ -141,6 +156,7 @@ class SpaceFile(_Strict):
     storage: str = "results"  # local folder, or a URI (s3://bucket/path, gs://...) for a cluster
     seed: int = 0  # of the Optuna sampler; each trial's own seed is the TrainConfig field `seed`
     seeds: SeedsSpec | None = None  # seed reruns of the best trials (pass 3); `seeds: none` or absent: off
+    tracking: TrackingSpec = TrackingSpec()  # MLflow, the progress table; not part of what a trial computes
 
     @field_validator("scheduler", "seeds", mode="before")
     @classmethod

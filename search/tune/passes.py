@@ -14,10 +14,12 @@ last recorded checkpoint under its own name and id; the searcher and the schedul
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from ray import tune
 
+from search import storage
 from search.experiment import Experiment, PassInterrupted
 from search.records import collect_records, named_trial_config, pass_records, resume_checkpoints, trial_dirname
 from search.seeds import plan_reruns
@@ -26,7 +28,7 @@ from search.tables import TableWriter
 from search.tune.recorder import TrialRecorder
 from search.tune.searchers import build_scheduler, build_searcher
 from search.tune.trainable import RunInfo, train_trial
-from search.vocab import FINAL_STATUSES, FIXED, FIXED_KEY, KIND_KEY, SEARCHED, SEED, TRIAL_KEY, rerun_name
+from search.vocab import FINAL_STATUSES, FIXED, FIXED_KEY, KIND_KEY, NAME_KEY, SEARCHED, SEED, TRIAL_KEY, rerun_name
 
 
 def run_fixed_trials(space: Space, exp: Experiment, run: RunInfo, verbose: int) -> None:
@@ -104,16 +106,21 @@ def fit_pass(pass_name: str, space: Space, exp: Experiment, run: RunInfo, param_
              searched_so_far: int = 0) -> None:
     """One Tune run of a pass: `tune/<pass>/run-<k>/`, k counting the runs of this pass so far."""
     attempt = exp.next_attempt(pass_name)
-    trainable = tune.with_resources(tune.with_parameters(train_trial, run=dataclasses.replace(run, resume=resume)),
+    run = dataclasses.replace(run, resume=resume, run_storage=storage.join(exp.tune_path(pass_name), f"run-{attempt}"))
+    trainable = tune.with_resources(tune.with_parameters(train_trial, run=run),
                                     {"cpu": space.resources.cpus, "gpu": space.resources.gpus})
-    recorder = TrialRecorder(str(exp.dir.resolve()), pass_name, run, TableWriter(exp.dir), attempt=attempt,
-                             searched_so_far=searched_so_far)
+    recorder = TrialRecorder(str(exp.dir.resolve()), pass_name, run, TableWriter(exp.dir, exp.store.push),
+                             attempt=attempt, searched_so_far=searched_so_far, publish=exp.store.push)
     run_config = tune.RunConfig(
         name=f"run-{attempt}", storage_path=exp.tune_path(pass_name), verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=space.budget.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2), callbacks=[recorder],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[recorder, *tracking_callbacks(space, pass_name)], progress_reporter=progress_table(space, pass_name),
     )
-    tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+    try:
+        tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+    finally:
+        recorder.push_journal(force=True)
 
 
 def finish_pass(exp: Experiment, pass_name: str, finished: int, expected: int) -> None:
@@ -122,6 +129,33 @@ def finish_pass(exp: Experiment, pass_name: str, finished: int, expected: int) -
     if finished < expected:
         raise PassInterrupted(f"the {pass_name} pass stopped with {finished} of {expected} trials finished")
     exp.mark_done(pass_name)
+
+
+def progress_table(space: Space, pass_name: str) -> tune.CLIReporter:
+    """Every `tracking.progress_s` seconds while trials train: each trial's searched values (a named trial's name),
+    epoch, this epoch's val mIoU and the best so far (Tune's CLIReporter; `search.run` selects Tune's classic
+    console output for it)."""
+    columns = ({p: p for p in space.searched_names} if pass_name == "search" else
+               {f"{FIXED_KEY}/{NAME_KEY}": "name", f"{FIXED_KEY}/arch": "arch", f"{FIXED_KEY}/lr": "lr"})
+    return tune.CLIReporter(
+        parameter_columns=columns,
+        metric_columns={"epoch": "epoch", "val_miou": "val_miou", "best_val_miou": "best_val_miou"},
+        max_report_frequency=space.tracking.progress_s, metric=space.metric, mode="max", sort_by_metric=True,
+        max_progress_rows=25, print_intermediate_tables=True)
+
+
+def tracking_callbacks(space: Space, pass_name: str) -> list[tune.Callback]:
+    """MLflow (`tracking: {mlflow: {tracking_uri, experiment_name}}`): one MLflow run per Tune trial, its config as
+    params and every epoch's metrics."""
+    if space.tracking.mlflow is None:
+        return []
+    from ray.air.integrations.mlflow import MLflowLoggerCallback  # imports mlflow: only when asked for
+
+    uri = space.tracking.mlflow.tracking_uri
+    if "://" not in uri:  # a local SQLite file, absolute (Tune changes the working directory)
+        uri = f"sqlite:///{Path(uri).expanduser().resolve()}"
+    return [MLflowLoggerCallback(tracking_uri=uri, experiment_name=space.tracking.mlflow.experiment_name or space.name,
+                                 tags={"segtune_pass": pass_name}, save_artifact=False)]
 
 
 def trial_naming() -> dict[str, Any]:

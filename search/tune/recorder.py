@@ -8,19 +8,24 @@ the line that announces it, so nothing announced is ever missing after a crash.
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from ray import tune
 
+from search import storage
 from search.faults import kill_after
 from search.provenance import now_iso
-from search.records import (describe_end, final_status, last_exception_line, merge_result, optuna_number,
+from search.records import (describe_end, dirname_of, final_status, last_exception_line, merge_result, optuna_number,
                             read_record, record_path, split_config, trial_key, write_record)
-from search.tune.trainable import RunInfo
+from search.tune.trainable import MASKS_FILE, RunInfo
 from search.vocab import FAILED, RUNNING, SEARCHED
 
 KEPT_CHECKPOINTS = 3  # checkpoint paths a record keeps (Tune keeps 2 per trial; one more in case it is mid-delete)
+JOURNAL_PUSH_S = 30.0  # the Optuna journal is pushed at most this often (and at the end of the pass): the records
+# are the truth and repair a journal that lags (search.tune.searchers.reconcile_study)
 
 
 class TableSink(Protocol):
@@ -31,8 +36,10 @@ class TableSink(Protocol):
 
 class TrialRecorder(tune.Callback):
     def __init__(self, exp_dir: str, pass_name: str, run: RunInfo, tables: TableSink, attempt: int = 0,
-                 searched_so_far: int = 0):
+                 searched_so_far: int = 0, publish: Callable[[Path], None] = lambda path: None):
         self.exp_dir = exp_dir
+        self.publish = publish  # pushes a file of the experiment folder to its storage URI (a no-op locally)
+        self._journal_pushed = 0.0
         self.pass_name = pass_name
         self.run = run
         self.tables = tables
@@ -59,7 +66,9 @@ class TrialRecorder(tune.Callback):
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         rec = self._record(trial)
         epoch = (trial.last_result or {}).get("epoch")
-        rec["checkpoints"] = [*rec.get("checkpoints", []), {"epoch": epoch, "path": checkpoint.path,
+        # as a location under the run's storage (checkpoint.path drops the URI's scheme on object storage)
+        path = storage.join(self.run.run_storage, dirname_of(trial.config, trial.trial_id), Path(checkpoint.path).name)
+        rec["checkpoints"] = [*rec.get("checkpoints", []), {"epoch": epoch, "path": path,
                                                            "attempt": self.attempt}][-KEPT_CHECKPOINTS:]
         self._write(rec)
 
@@ -104,13 +113,33 @@ class TrialRecorder(tune.Callback):
 
     def _finish(self, rec: dict[str, Any], trial) -> None:
         rec["finished_at"] = now_iso()
+        self._fetch_masks(rec, trial)
         self._write(rec)
         print(describe_end(rec), flush=True)
         self.tables.trial_finished(rec)
+        self.push_journal()
         kill_after(self.pass_name, rec["status"])
 
     def _write(self, rec: dict[str, Any]) -> None:
         write_record(self.exp_dir, rec)
+        self.publish(record_path(self.exp_dir, rec["trial_id"]))
+
+    def _fetch_masks(self, rec: dict[str, Any], trial) -> None:
+        """The trial's best masks, from its storage folder (written on whichever node it ran) to masks/."""
+        data = storage.read_bytes(storage.join(self.run.run_storage, dirname_of(trial.config, trial.trial_id),
+                                               MASKS_FILE))
+        if data is None:
+            return
+        local = Path(self.exp_dir) / "masks" / f"{rec['trial_id']}.npz"
+        storage.write_bytes(str(local), data)
+        self.publish(local)
+        rec["masks"] = f"masks/{rec['trial_id']}.npz"
+
+    def push_journal(self, force: bool = False) -> None:
+        journal = Path(self.exp_dir) / "optuna-journal.log"
+        if journal.is_file() and (force or time.monotonic() - self._journal_pushed > JOURNAL_PUSH_S):
+            self.publish(journal)
+            self._journal_pushed = time.monotonic()
 
 
 def local_error_text(trial) -> str | None:

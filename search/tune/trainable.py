@@ -11,6 +11,7 @@ checkpoint falls back to an older one, or to a fresh start, with a warning in th
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -20,13 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 from pydantic import ValidationError
 from ray import tune
 
 from search.faults import epoch_hooks, hold_after_epoch
-from search.records import ERROR_KEY, FAILED_AT_KEY, STATUS_KEY, TRIALS_DIR, split_config, trial_key
+from search import storage
+from search.records import ERROR_KEY, FAILED_AT_KEY, STATUS_KEY, dirname_of, split_config, trial_key
 from search.vocab import COMPLETED, FAILED, FAILED_SCORE, HOST, RUNNING
 from seg.config import ConfigError, make_config
 from seg.data.voc import DataError
@@ -46,19 +49,27 @@ class RunInfo:
     gpus: float
     # segtune trial id -> its recorded checkpoints, newest first: trials a later run of the command resumes
     resume: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # this run of the pass in Tune's storage (`<storage>/tune/<pass>/run-<k>`): each trial writes what it produces
+    # into its own folder there, which every node and the driver see (never into the driver's own folder)
+    run_storage: str = ""
+
+    def trial_folder(self, config: dict[str, Any], tune_trial_id: str) -> str:
+        return storage.join(self.run_storage, dirname_of(config, tune_trial_id))
 
 
 def train_trial(config: dict[str, Any], run: RunInfo) -> None:
     """Tune function trainable: builds a Trainer, restores the last checkpoint if any, reports every epoch."""
     torch.set_num_threads(max(1, int(run.cpus)))  # the trial's CPU share, not every core of the node
-    trial_id = trial_key(config, tune.get_context().get_trial_id())
+    tune_trial_id = tune.get_context().get_trial_id()
+    trial_id = trial_key(config, tune_trial_id)
+    folder = run.trial_folder(config, tune_trial_id)
     name, kind, fields = split_config(config)
     placement = where_am_i(run)
     candidates = checkpoint_candidates(tune.get_checkpoint(), run.resume.get(trial_id, ()))
     hooks = epoch_hooks(name, restored=bool(candidates))  # test-only fault injection (SEGTUNE_FAULT)
     trainer = None
-    # next to the trial's record (not in Tune's per-actor working dir, which a retry on a reused actor does not see)
-    oom_marker = Path(run.exp_dir) / TRIALS_DIR / f".{trial_id}.{OOM_MARKER}"
+    # in the trial's storage folder: a retry on another node (or on a reused actor) sees it
+    oom_marker = storage.join(folder, OOM_MARKER)
     try:
         cfg = make_config(fields, source=f"trial {name or trial_id}")
         trainer = Trainer(cfg, hooks=hooks)
@@ -67,17 +78,25 @@ def train_trial(config: dict[str, Any], run: RunInfo) -> None:
             if warning:
                 placement["segtune_warning"] = warning  # in the trial's record as `warning`
         placement["segtune_device_name"] = trainer.device_name
-        masks = Path(run.exp_dir) / "masks" / f"{trial_id}.npz"
+        masks = storage.join(folder, MASKS_FILE)
+        if trainer.best_masks is not None:  # resumed as a new Tune trial: its folder gets the masks too
+            storage.write_bytes(masks, masks_npz(trainer))
+        if trainer.epoch >= cfg.epochs and trainer.last_metrics:
+            # every epoch had run when the last driver stopped, before the trial's end was recorded: report the
+            # last epoch again (the record keeps it once) so the trial ends with its score
+            tune.report({**trainer.last_metrics, **placement, STATUS_KEY: COMPLETED})
         for metrics in trainer.epochs():
             status = COMPLETED if metrics["epoch"] >= cfg.epochs else RUNNING
             with tempfile.TemporaryDirectory(prefix="segtune-ckpt-") as d:
                 trainer.save(Path(d) / STATE_FILE)
-                if metrics["best_epoch"] == metrics["epoch"]:
-                    trainer.save_masks(masks)
+                if metrics["best_epoch"] == metrics["epoch"] and trainer.best_masks is not None:
+                    storage.write_bytes(masks, masks_npz(trainer))
                 tune.report({**metrics, **placement, STATUS_KEY: status},
                             checkpoint=tune.Checkpoint.from_directory(d))
             hold_after_epoch(metrics["epoch"], trial_id)  # test-only fault injection (SEGTUNE_FAULT)
     except Exception as err:
+        if isinstance(err, DataError):
+            err = data_missing_on_node(err, fields, placement)
         if is_out_of_memory(err):
             err = out_of_memory(err, fields, run, oom_marker)  # raises the first time: Tune retries once
         elif not repeats_on_retry(err):
@@ -87,7 +106,22 @@ def train_trial(config: dict[str, Any], run: RunInfo) -> None:
                      ERROR_KEY: f"{type(err).__name__}: {err}", FAILED_AT_KEY: failed_at})
 
 
-OOM_MARKER = "out-of-memory"  # trials/.<trial_id>.out-of-memory: this trial already ran out of memory once
+def data_missing_on_node(err: DataError, fields: dict[str, Any], placement: dict[str, Any]) -> DataError:
+    """The data error, naming the node: on a cluster every node must see the data at the same path."""
+    return DataError(
+        f"on node {placement.get(f'segtune_{HOST}')} (Ray node {str(placement.get('segtune_node_id'))[:12]}): {err}. "
+        f"Every node must see the data at {fields.get('data_root')}: mount the same shared folder at that path on "
+        f"every node, or copy it there with the cluster launcher's file_mounts / setup_commands (docs/cluster.md)")
+
+
+OOM_MARKER = "out-of-memory"  # in the trial's storage folder: this trial already ran out of memory once
+MASKS_FILE = "masks.npz"  # in the trial's storage folder: the best epoch's masks (docs/DESIGN.md)
+
+
+def masks_npz(trainer: Trainer) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **trainer.best_masks)
+    return buf.getvalue()
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -99,7 +133,7 @@ class TrialOutOfMemoryError(RuntimeError):
 
 
 def out_of_memory(err: BaseException, fields: dict[str, Any], run: RunInfo,
-                  marker: Path) -> TrialOutOfMemoryError:
+                  marker: str) -> TrialOutOfMemoryError:
     """Out of memory is retried once (another trial sharing the GPU may have been at its peak); if it happens
     again the trial is failed with what to change. Raises the first time, returns the error to report the second."""
     if torch.cuda.is_available():
@@ -107,9 +141,8 @@ def out_of_memory(err: BaseException, fields: dict[str, Any], run: RunInfo,
     share = f"{run.gpus:g} GPU per trial" if run.gpus else "on the CPU"
     fix = (f"lower batch_size (now {fields.get('batch_size')}) or image_size, or give each trial more of a GPU "
            f"(raise resources.gpus, now {run.gpus:g}, so fewer trials share one)")
-    if not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"{type(err).__name__}: {err}\n")
+    if not storage.exists(marker):
+        storage.write_bytes(marker, f"{type(err).__name__}: {err}\n".encode())
         raise TrialOutOfMemoryError(f"out of memory ({share}): {err}; retrying once from the last checkpoint "
                                f"(if budget.max_failures allows); if it repeats: {fix}") from err
     return TrialOutOfMemoryError(f"out of memory again after a retry ({share}): {fix}. Last error: {err}")

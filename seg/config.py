@@ -93,7 +93,11 @@ class TrainConfig(BaseModel):
     def _consistent(self) -> "TrainConfig":
         if self.scale_min > self.scale_max:
             raise ValueError(f"scale_min ({self.scale_min}) must be <= scale_max ({self.scale_max})")
-        step = ARCHS[self.arch].stride
+        spec = ARCHS[self.arch]
+        if self.image_size < spec.min_size:
+            raise ValueError(f"image_size {self.image_size} is below {spec.min_size}, the smallest {self.arch!r} "
+                             f"accepts; use image_size >= {spec.min_size}")
+        step = spec.stride
         if self.image_size % step:
             lo, hi = self.image_size // step * step, (self.image_size // step + 1) * step
             raise ValueError(f"image_size {self.image_size} is not a multiple of {step}, which {self.arch!r} needs "

@@ -150,3 +150,17 @@ def test_resnet_missing_weights_raise(tmp_path, monkeypatch):
     torch.save({"conv1.weight": torch.zeros(1)}, bad)
     with pytest.raises(PretrainedWeightsError, match="not a torchvision resnet34"):
         make("resnet34_fcn", pretrained=True, pretrained_path=str(bad))
+
+
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_the_smallest_size_the_spec_allows_works_and_smaller_is_refused(arch):
+    from seg.models.spec import ARCHS
+
+    spec = ARCHS[arch]
+    smallest = -(-spec.min_size // spec.stride) * spec.stride  # the first multiple of the stride >= min_size
+    model = build_model(make_config(dict(arch=arch, image_size=smallest, width=0.25))).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, smallest, smallest)).shape[-2:] == (smallest, smallest)
+    if smallest - spec.stride >= 16:
+        with pytest.raises(ConfigError, match="image_size"):
+            make_config(dict(arch=arch, image_size=smallest - spec.stride))

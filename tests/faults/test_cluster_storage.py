@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from faultlib import REPO, check_complete, cli, env, records, run, snapshot, space_yaml, wait_for
+from faultlib import REPO, check_complete, cli, env, kill_group, records, run, snapshot, space_yaml, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -63,14 +63,6 @@ def _kill_namespace(proc: subprocess.Popen) -> int:
             pass
     proc.wait(timeout=30)
     return killed
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -126,7 +118,7 @@ def test_a_worker_that_cannot_see_the_driver_folder(tmp_path, synthetic_root):
     finally:
         for p in (driver, first, second, head):
             if p is not None:
-                _stop(p)
+                kill_group(p)
 
     board, history = check_complete(exp, 4)
     assert (board["status"] == "completed").all(), board[["name", "status", "error"]]
@@ -168,7 +160,7 @@ def s3(tmp_path):
                           aws_secret_access_key="test", region_name="us-east-1")
     client.create_bucket(Bucket="segtune")
     yield aws, client
-    _stop(server)
+    kill_group(server)
 
 
 def test_s3_storage_and_a_resume_from_an_empty_folder(tmp_path, synthetic_root, s3):

@@ -8,6 +8,7 @@ imported only when data is actually prepared.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from search.space import Space, SpaceError
 
@@ -41,29 +42,44 @@ def check_pretrained_weights(space: Space, allow_missing: bool, joining_cluster:
             f"pretrained: false, or pass --allow-missing-weights to run the rest and record these trials as failed")
 
 
-def prepare_data(space: Space, joining_cluster: bool) -> dict[str, int]:
-    """Decode / generate every split the space's trials use, once, before Ray starts; returns the split sizes of
-    the defaults' data. Joining a cluster, the nodes prepare their own copy (the driver may not see the data)."""
+def prepare_data(space: Space, joining_cluster: bool) -> dict[str, Any]:
+    """Decode / generate every split the space's trials use, once, before Ray starts. Returns facts about the
+    defaults' data for experiment.json: `split_sizes` and `floor` (the scores of "background everywhere", see
+    `floor_scores`). Joining a cluster, the nodes prepare their own copy (the driver may not see the data)."""
     if joining_cluster:
         return {}
     from seg.data.cache import load_split  # torch: only when there is data to prepare
 
     configs = {_data_key(c): c for c in (space.defaults, *space.fixed.values())}
     sizes: dict[str, int] = {}
+    floor: dict[str, float] = {}
     for i, cfg in enumerate(configs.values()):
         cfg = cfg.resolved()
         for split in (cfg.train_split, cfg.val_split, cfg.test_split):
             if split:
                 try:
-                    n = len(load_split(cfg, split, "cpu"))
+                    data = load_split(cfg, split, "cpu")
                 except (OSError, ValueError, RuntimeError) as e:
                     raise SpaceError(f"{space.source}: data: cannot load the {split!r} split from {cfg.data_root}: "
                                      f"{e}") from None
                 if i == 0:
-                    sizes[split] = n
+                    sizes[split] = len(data)
+                    floor.update(floor_scores(cfg, split, data.masks))
     print(f"data: {space.defaults.dataset} at {space.defaults.resolved().data_root}, "
           f"{space.defaults.image_size}px, splits {sizes}")
-    return sizes
+    return {"split_sizes": sizes, "floor": floor}
+
+
+def floor_scores(cfg, split: str, masks) -> dict[str, float]:
+    """What predicting background everywhere scores on `split`, under the leaderboard's column names (the val
+    split's as best_val_*, the test split's as test_*), dataset-level and paper-style: the floor in Table 4."""
+    from seg.metrics import constant_prediction_scores
+
+    prefix = {cfg.val_split: "best_val_", cfg.test_split: "test_"}.get(split)
+    if prefix is None:
+        return {}
+    scores = constant_prediction_scores(masks, paper_batch=cfg.paper_metric_batch)
+    return {prefix + k: v for k, v in scores.items()}
 
 
 def _data_key(cfg) -> tuple:

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import traceback
+from typing import Any
 
 import pandas as pd
 
@@ -36,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         check_pretrained_weights(space, args.allow_missing_weights, joining)
         location = locate(space, args.results, args.name, args.fresh, args.workdir)
         with ExperimentLock(location):  # a second run of the same experiment is refused here, before Ray starts
-            sizes = prepare_data(space, joining)  # data errors: before Ray starts
-            search(space, location, sizes, args)
+            facts = prepare_data(space, joining)  # data errors: before Ray starts
+            search(space, location, facts, args)
         return 0
     except SpaceError as e:
         if args.debug:
@@ -56,14 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def search(space: Space, location: Location, sizes: dict[str, int], args: argparse.Namespace) -> None:
+def search(space: Space, location: Location, facts: dict[str, Any], args: argparse.Namespace) -> None:
     """The passes inside one Ray session, then the tables and the report."""
     with RaySession(args.address, dashboard=not args.no_dashboard, num_cpus=args.num_cpus, debug=args.debug,
                     dashboard_host=args.dashboard_host) as ray_session:
         ray_session.check_fits(space)
         exp = open_experiment(space, location, ray_session.info)
-        if sizes:
-            exp.update(split_sizes=sizes)
+        if facts:  # split sizes and the background-everywhere floor (preflight.prepare_data)
+            exp.update(**facts)
         run = RunInfo(exp_dir=str(exp.dir.resolve()), metric=space.metric, cpus=space.resources.cpus,
                       gpus=space.resources.gpus)
         run_fixed_trials(space, exp, run, verbose=args.verbose)

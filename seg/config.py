@@ -78,6 +78,8 @@ class TrainConfig(BaseModel):
     compile: Literal["off", "default", "reduce-overhead"] = "off"  # torch.compile; reduce-overhead = CUDA graphs
     fused_optimizer: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA
     num_masks: int = Field(4, ge=0, le=64)  # val images whose predicted masks are kept at the best epoch
+    # images per batch of the paper-style `*_paper` scores (seg.metrics.BatchMeanScores): the paper's batch, 16
+    paper_metric_batch: int = Field(16, ge=1, le=1024)
 
     @field_validator("arch")
     @classmethod
@@ -104,7 +106,21 @@ class TrainConfig(BaseModel):
                              f"(its total stride); use {lo or hi} or {hi}")
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr}) must be <= lr ({self.lr})")
+        self._no_test_leak()
         return self
+
+    def _no_test_leak(self) -> None:
+        """Refuse choosing the best epoch (val_split) or training on the split that reports the test score."""
+        test = self.test_split
+        if self.val_split == "test":
+            raise ValueError("val_split 'test' selects the best epoch on the test split, the data that reports "
+                             "test_miou; use val_split: val")
+        if test and self.val_split == test:
+            raise ValueError(f"val_split and test_split are both {test!r}: the best epoch would be chosen on the data "
+                             f"that reports test_miou; use test_split: test, or null to skip the test score")
+        if test == "val" and "trainval" in (self.val_split, self.train_split):
+            raise ValueError("test_split 'val' is inside trainval, which train_split/val_split uses: the test score "
+                             "would be measured on seen data; use test_split: test or train_split: train")
 
     # ---- helpers ------------------------------------------------------------------------------------------------
     @property

@@ -8,6 +8,9 @@ best model and load it after all epochs"), and the test split is evaluated at ea
 dict carries the test metrics of the checkpoint that would be reported.
 
     python -m seg.train --config my.yaml --set lr=5e-4 --set epochs=30 --out results/one-run
+
+Long because the epoch loop, evaluation, the Trainer's checkpoint state and the CLI share one vocabulary (the
+metrics dict) and split apart would each need the others' private details.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from seg.data.cache import SplitData, class_pixel_counts, load_split
 from seg.data.classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES
 from seg.levers import Levers, device_name, resolve_levers
 from seg.losses import build_loss
-from seg.metrics import ConfusionMatrix
+from seg.metrics import BatchMeanScores, ConfusionMatrix
 from seg.models.registry import build_model
 
 STATE_VERSION = 1
@@ -97,11 +100,17 @@ def train_one_epoch(model, loss_fn, optimizer, scheduler, data: SplitData, cfg: 
 
 
 @torch.inference_mode()
-def evaluate(model, loss_fn, data: SplitData, levers: Levers, batch_size: int,
-             keep: int = 0) -> tuple[dict[str, Any], torch.Tensor | None]:
-    """Loss and confusion-matrix metrics over a whole split; also the predictions of its first `keep` images."""
+def evaluate(model, loss_fn, data: SplitData, levers: Levers, batch_size: int, keep: int = 0,
+             paper_batch: int = 16) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """Loss and confusion-matrix metrics over a whole split; also the predictions of its first `keep` images.
+
+    `miou`/`pixel_acc` are dataset-level (one confusion matrix for the split); `miou_paper`/`pixel_acc_paper`
+    the paper's per-batch mean over batches of `paper_batch` images (BatchMeanScores), from the same predictions.
+    """
     model.eval()
     cm = ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX, device=levers.device)
+    paper = BatchMeanScores(NUM_CLASSES, paper_batch, IGNORE_INDEX, device=levers.device)
+    batch_size = -(-batch_size // paper_batch) * paper_batch  # whole paper batches in each evaluation batch
     loss_sum = torch.zeros((), device=levers.device, dtype=torch.float32)
     kept = []
     for start in range(0, len(data), batch_size):
@@ -114,11 +123,12 @@ def evaluate(model, loss_fn, data: SplitData, levers: Levers, batch_size: int,
         loss_sum += loss_fn(logits.float(), y) * len(y)
         pred = logits.argmax(1)
         cm.update(pred, y)
+        paper.update(pred, y)
         if start < keep:
             kept.append(pred[: keep - start].to(torch.uint8))
-    out = cm.compute()
+    out, by_batch = cm.compute(), paper.compute()
     metrics = {"loss": (loss_sum / len(data)).item(), "miou": out["miou"], "pixel_acc": out["pixel_acc"],
-               "iou": out["iou"].tolist()}
+               "miou_paper": by_batch["miou"], "pixel_acc_paper": by_batch["pixel_acc"], "iou": out["iou"].tolist()}
     return metrics, (torch.cat(kept).cpu() if kept else None)
 
 
@@ -192,13 +202,14 @@ class Trainer:
                 raise NonFiniteLossError(
                     f"training loss became {train_loss} in epoch {epoch} (arch={cfg.arch}, lr={cfg.lr:g}, "
                     f"optimizer={cfg.optimizer}): the run diverged; lower lr or add warmup_epochs")
-            val, _ = evaluate(forward_model, self.loss_fn, self.data["val"], lv, self._eval_batch())
+            val, _ = self._evaluate(forward_model, "val")
             self.epoch = epoch
             if not self.best or val["miou"] > self.best["best_val_miou"]:
                 self._new_best(forward_model, val)
             self.last_metrics = {
                 "epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_miou": val["miou"],
-                "val_pixel_acc": val["pixel_acc"], "lr": self.optimizer.param_groups[0]["lr"],
+                "val_pixel_acc": val["pixel_acc"], "val_miou_paper": val["miou_paper"],
+                "val_pixel_acc_paper": val["pixel_acc_paper"], "lr": self.optimizer.param_groups[0]["lr"],
                 "images_per_s": seen / train_seconds, "seconds": time.perf_counter() - t0,
                 "compile_seconds": self._compile_seconds if epoch == 1 else 0.0,
                 **self.best, "pretrained": bool(getattr(self.model, "pretrained_loaded", False)),
@@ -207,8 +218,9 @@ class Trainer:
         if self.best_state is not None:  # the paper: load the best model after all epochs
             self.model.load_state_dict(self.best_state)
 
-    def _eval_batch(self) -> int:
-        return max(self.cfg.batch_size, 32)
+    def _evaluate(self, model, split: str) -> tuple[dict[str, Any], torch.Tensor | None]:
+        return evaluate(model, self.loss_fn, self.data[split], self.levers, max(self.cfg.batch_size, 32),
+                        paper_batch=self.cfg.paper_metric_batch)
 
     def _compiled_model(self):
         self._compile_seconds = 0.0
@@ -232,12 +244,15 @@ class Trainer:
 
     def _new_best(self, model, val: dict[str, Any]) -> None:
         self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        nan = float("nan")
         best = {"best_epoch": self.epoch, "best_val_miou": val["miou"], "best_val_pixel_acc": val["pixel_acc"],
-                "test_miou": float("nan"), "test_pixel_acc": float("nan")}
-        iou = [float("nan")] * NUM_CLASSES
+                "best_val_miou_paper": val["miou_paper"], "best_val_pixel_acc_paper": val["pixel_acc_paper"],
+                "test_miou": nan, "test_pixel_acc": nan, "test_miou_paper": nan, "test_pixel_acc_paper": nan}
+        iou = [nan] * NUM_CLASSES
         if "test" in self.data:
-            test, _ = evaluate(model, self.loss_fn, self.data["test"], self.levers, self._eval_batch())
-            best.update(test_miou=test["miou"], test_pixel_acc=test["pixel_acc"])
+            test, _ = self._evaluate(model, "test")
+            best.update(test_miou=test["miou"], test_pixel_acc=test["pixel_acc"], test_miou_paper=test["miou_paper"],
+                        test_pixel_acc_paper=test["pixel_acc_paper"])
             iou = test["iou"]
         best.update({f"iou_{name}": v for name, v in zip(VOC_CLASSES, iou)})
         self.best = best

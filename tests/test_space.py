@@ -55,12 +55,15 @@ def test_shipped_spaces_are_the_three_expected():
 
 def test_paper_space_is_the_seven_experiments():
     space = load_space(REPO / "spaces" / "paper.yaml")
-    assert list(space.fixed) == ["baseline", "4a", "4b", "4c", "5a", "5b", "5c"]
+    assert list(space.fixed) == ["baseline", "4a", "4b", "4c", "5a", "5b", "5b-scratch", "5c"]
     assert space.budget.num_samples == 0 and not space.params
     f = {n: c for n, c in space.fixed.items()}
     for c in f.values():
         assert (c.dataset, c.year, c.image_size) == ("voc", "2007", 224)
         assert c.optimizer == "adam" and c.batch_size == 16
+        assert c.amp == "off" and c.paper_metric_batch == 16  # fp32 as in the paper; the paper's batch of 16
+    assert f["5b-scratch"].model_dump(exclude={"pretrained"}) == f["5b"].model_dump(exclude={"pretrained"})
+    assert not f["5b-scratch"].pretrained
     b = f["baseline"]
     assert (b.arch, b.activation, b.class_weights, b.lr, b.scheduler, b.epochs, b.flip) == (
         "fcn", "relu", "none", 1e-3, "none", 20, False)

@@ -78,7 +78,7 @@ def read_split_ids(root: str | Path, year: str = "2007", split: str = "train") -
         raise DataError(f"unknown split {split!r}; choose one of {SPLITS}")
     path = check_layout(root, year) / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not path.is_file():
-        hint = " (VOC2012 has no public test split: use test_split: val or null)" if split == "test" else ""
+        hint = " (VOC2012 has no public test split: use test_split: null)" if split == "test" else ""
         raise DataError(f"split file {path} does not exist{hint}; {_layout_help(root, year)}")
     try:
         ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
@@ -116,7 +116,7 @@ def voc_dataset(root: str | Path, year: str = "2007", split: str = "train", down
     from torchvision.datasets import VOCSegmentation
 
     if year == "2012" and split == "test":
-        raise DataError("VOC2012 has no public segmentation test split; use test_split: val or null")
+        raise DataError("VOC2012 has no public segmentation test split; use test_split: null (val is the selection split)")
     if download and not (voc_dir(root, year) / "ImageSets" / "Segmentation" / f"{split}.txt").is_file():
         _download(root, year, split)
     ids = read_split_ids(root, year, split)  # checks the layout first

@@ -88,7 +88,7 @@ class Profile:
 # the 20 s a timed-out last step may take to stop (SIGINT, then SIGKILL). The step budgets add up to 420 s, which
 # leaves 40 s for unpacking the bundle and the probes. The throughput step is the largest because of
 # torch.compile (tens of seconds per arch and batch); the search's epochs are halved (10/15/25 instead of
-# 20/30/50): seven trials in two waves of four on one GPU.
+# 20/30/50): eight trials (5b fails at once offline; 5b-scratch trains) in two waves of four on one GPU.
 GPU = Profile(
     name="gpu", hide_gpus=False, time_budget_s=460,
     budgets_s=(("pytest_gpu", 60), ("throughput", 200), ("search", 160)),
@@ -476,7 +476,7 @@ def throughput_figures(report: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Step 3: the paper's seven trials through search.run
+# Step 3: the paper's trials (the seven, plus 5b-scratch) through search.run
 # ---------------------------------------------------------------------------------------------------------------
 def search_data_root(scratch: Path) -> Path:
     return scratch / "search-voc"
@@ -541,8 +541,8 @@ def fixed_trial_names(space_file: Path) -> list[str]:
     return list(load_space(space_file).fixed)
 
 
-BOARD_COLUMNS = ("arch", "epochs", "status", "epochs_run", "best_val_miou", "test_miou", "wall_seconds",
-                 "images_per_s", "error")
+BOARD_COLUMNS = ("arch", "epochs", "status", "epochs_run", "best_val_miou", "test_miou", "best_val_miou_paper",
+                 "test_miou_paper", "wall_seconds", "images_per_s", "error")
 
 
 def search_figures(board: Path, expected: list[str]) -> dict[str, Any]:

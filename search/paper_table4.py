@@ -32,3 +32,10 @@ TABLE4: dict[str, tuple[str, dict[str, float]]] = {
     ]
 }
 FIXED_NAMES = tuple(TABLE4)  # the paper's order
+
+PAPER_SUFFIX = "_paper"  # the leaderboard's paper-style (per-batch mean) twin of a column: docs/DESIGN.md
+
+
+def paper_style(column: str) -> str:
+    """`test_miou` -> `test_miou_paper`: the same score under the paper's per-batch metric."""
+    return column + PAPER_SUFFIX

@@ -225,13 +225,14 @@ def test_dry_run_runs_every_step_and_writes_the_summary(tmp_path):
     se = s["steps"]["search"]["figures"]
     assert se["wall_seconds"] > 0 and se["leaderboard"] == "leaderboard.parquet"
     trials = {t["name"]: t for t in se["trials"]}
-    assert list(trials) == ["baseline", "4a", "4b", "4c", "5a", "5b", "5c"]
+    assert list(trials) == ["baseline", "4a", "4b", "4c", "5a", "5b", "5b-scratch", "5c"]
     for name, t in trials.items():
         if name == "5b":  # needs ImageNet weights: failed unless this machine has them
             assert t["status"] in ("failed", "completed")
         else:
             assert t["status"] == "completed" and 0 <= t["best_val_miou"] <= 1 and t["epochs_run"] == 1, t
-    assert (out / "paper_gpu_check.yaml").is_file() and len(pd.read_parquet(out / "leaderboard.parquet")) == 7
+            assert 0 <= t["best_val_miou_paper"] <= 1 and 0 <= t["test_miou_paper"] <= 1, t
+    assert (out / "paper_gpu_check.yaml").is_file() and len(pd.read_parquet(out / "leaderboard.parquet")) == 8
     # what the device tool brings back: at most 8 files, under 16 MiB each, no folders
     files = list(out.rglob("*"))
     assert all(f.is_file() for f in files) and len(files) <= 7, files  # one left for a console log

@@ -8,7 +8,7 @@ import torch
 
 from seg.config import make_config
 from seg.losses import build_loss, class_weights, inverse_frequency_weights, soft_dice_loss
-from seg.metrics import ConfusionMatrix
+from seg.metrics import BatchMeanScores, ConfusionMatrix, constant_prediction_scores
 
 C = 21
 
@@ -33,6 +33,41 @@ def test_confusion_matrix_hand_example():
     assert out["miou"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
     cm.reset()
     assert cm.matrix.sum() == 0 and math.isnan(cm.compute()["miou"])
+
+
+def test_paper_scores_are_the_mean_over_batches_of_each_batch_miou():
+    # three 1x4 images, batches of 2: batch A = images 0-1, batch B = image 2 (the last batch counts as one)
+    target = torch.tensor([[[0, 0, 1, 1]], [[0, 0, 0, 255]], [[2, 2, 0, 0]]])
+    pred = torch.tensor([[[0, 1, 1, 1]], [[0, 0, 0, 3]], [[2, 0, 0, 0]]])
+    # A: 7 valid pixels, 6 right. IoU 0: tp 4 / (5 + 4 - 4) = 4/5; class 1: 2 / (2 + 3 - 2) = 2/3 -> mIoU 11/15
+    # B: 4 pixels, 3 right. IoU 0: 2 / (2 + 3 - 2) = 2/3; class 2: 1 / (2 + 1 - 1) = 1/2 -> mIoU 7/12
+    scores = BatchMeanScores(num_classes=C, batch_size=2)
+    scores.update(pred[:2], target[:2])  # an evaluation batch holding one whole paper batch
+    scores.update(pred[2:], target[2:])
+    out = scores.compute()
+    assert out["miou"] == pytest.approx((11 / 15 + 7 / 12) / 2)
+    assert out["pixel_acc"] == pytest.approx((6 / 7 + 3 / 4) / 2)
+    # one update over all three images splits them into the same batches
+    whole = BatchMeanScores(num_classes=C, batch_size=2)
+    whole.update(pred, target)
+    assert whole.compute() == pytest.approx(out)
+    # the dataset-level mIoU of the same predictions is a different number: one matrix for the split
+    cm = ConfusionMatrix(num_classes=C)
+    cm.update(pred, target)
+    assert cm.compute()["miou"] == pytest.approx((6 / 8 + 2 / 3 + 1 / 2) / 3)
+    assert math.isnan(BatchMeanScores(num_classes=C).compute()["miou"])
+
+
+def test_background_everywhere_scores_higher_per_batch_than_over_the_split():
+    # four images, each with background and one object class of its own (1..4); the model predicts background
+    masks = torch.zeros(4, 4, 4, dtype=torch.int64)
+    for i in range(4):
+        masks[i, :2, :2] = i + 1  # 4 object pixels of 16
+    out = constant_prediction_scores(masks, label=0, num_classes=C, paper_batch=1)
+    # split: IoU background 48/64, classes 1-4 zero -> 0.75 / 5; per image: background 12/16, one class 0 -> 0.375
+    assert out["miou"] == pytest.approx(0.75 / 5) and out["pixel_acc"] == pytest.approx(0.75)
+    assert out["miou_paper"] == pytest.approx(0.375) and out["pixel_acc_paper"] == pytest.approx(0.75)
+    assert constant_prediction_scores(masks, num_classes=C, paper_batch=4)["miou_paper"] == pytest.approx(0.15)
 
 
 def test_inverse_frequency_weights_hand_counts():

@@ -163,6 +163,13 @@ def test_quick_space_is_small_and_synthetic():
      ["scheduler.max_epochs", "below the 3 epochs"]),
     (("budget: {num_samples: 2}", "budget: {num_samples: 2}\nresources: {gpus: 1.5}"),
      ["resources.gpus", "whole number"]),
+    # selecting the best epoch on (or training on) the split that reports the test score
+    (("defaults: {epochs: 3,", "defaults: {val_split: test, epochs: 3,"),
+     ["defaults", "val_split 'test' selects the best epoch on the test split", "use val_split: val"]),
+    (("defaults: {epochs: 3,", "defaults: {test_split: val, epochs: 3,"),
+     ["defaults", "val_split and test_split are both 'val'", "test_split: test"]),
+    (("  base: {}", "  base: {train_split: trainval, test_split: val, val_split: train}"),
+     ["fixed_trials.base", "test_split 'val' is inside trainval"]),
     # the seeds section (seed reruns of the best trials)
     (("budget: {num_samples: 2}", "budget: {num_samples: 2}\nseeds: {top_k: 1, seed: [1, 2]}"),
      ["seeds.seed", "did you mean 'seeds'"]),

@@ -24,7 +24,8 @@ def test_two_epochs_lower_the_loss_and_report_the_vocabulary(tiny_cfg):
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     keys = {"epoch", "train_loss", "val_loss", "val_miou", "val_pixel_acc", "lr", "images_per_s", "seconds",
             "compile_seconds", "best_epoch", "best_val_miou", "best_val_pixel_acc", "test_miou", "test_pixel_acc",
-            "iou_background", "iou_tvmonitor", "pretrained"}
+            "iou_background", "iou_tvmonitor", "pretrained", "val_miou_paper", "val_pixel_acc_paper",
+            "best_val_miou_paper", "best_val_pixel_acc_paper", "test_miou_paper", "test_pixel_acc_paper"}
     assert keys <= set(hist[0])
     assert all(0 <= m["val_miou"] <= 1 and 0 <= m["val_pixel_acc"] <= 1 for m in hist)
 
@@ -49,6 +50,26 @@ def test_reported_test_metrics_are_those_of_the_best_val_checkpoint(tiny_cfg):
     assert test["miou"] == pytest.approx(hist[-1]["test_miou"], abs=1e-6)
     val, _ = evaluate(t.model, t.loss_fn, t.data["val"], t.levers, 32)
     assert val["miou"] == pytest.approx(best["val_miou"], abs=1e-6)
+
+
+def test_paper_scores_average_each_paper_batch_whatever_the_evaluation_batch(tiny_cfg):
+    t, hist = run(tiny_cfg.model_copy(update={"epochs": 1, "paper_metric_batch": 5}))
+    data = t.data["val"]  # 12 images: paper batches of 5, 5 and 2
+    whole, _ = evaluate(t.model, t.loss_fn, data, t.levers, 32, paper_batch=5)
+    assert hist[-1]["val_miou_paper"] == pytest.approx(whole["miou_paper"], abs=1e-6)
+    # by hand: each run of 5 images in split order scored alone, then the plain mean over those batches
+    per_batch = []
+    for start in range(0, len(data), 5):
+        chunk = type(data)(data.images[start:start + 5], data.masks[start:start + 5], data.ids[start:start + 5])
+        one, _ = evaluate(t.model, t.loss_fn, chunk, t.levers, 5)
+        per_batch.append((one["miou"], one["pixel_acc"]))
+    assert len(per_batch) == 3 and whole["miou_paper"] != pytest.approx(whole["miou"])
+    # evaluation batches of 8 (rounded up to 10: whole paper batches), 32 or 4 all give the same paper scores
+    for batch in (4, 8, 32):
+        out, _ = evaluate(t.model, t.loss_fn, data, t.levers, batch, paper_batch=5)
+        assert out["miou_paper"] == pytest.approx(np.mean([m for m, _ in per_batch]), abs=1e-6)
+        assert out["pixel_acc_paper"] == pytest.approx(np.mean([a for _, a in per_batch]), abs=1e-6)
+        assert out["miou"] == pytest.approx(whole["miou"], abs=1e-6)
 
 
 def test_save_and_load_continue_exactly(tiny_cfg, tmp_path):

@@ -1,6 +1,7 @@
 """The experiment report: one self-contained HTML page built from an experiment folder (docs/DESIGN.md).
 
     python -m search.report results/<name>      # writes results/<name>/report.html
+    python -m search.report --markdown results/<name> [--into README.md]   # Table 4 as Markdown
 
 Reads `experiment.json` (optional), `leaderboard.parquet`, `history.parquet` and `masks/<trial_id>.npz`; never
 imports Ray or torch. The page works offline from file://. Every section renders from whatever exists and says
@@ -24,13 +25,14 @@ import sys
 from pathlib import Path
 
 from search.report.html import empty, page, section
-from search.report.load import ReportData, load_report_data
-from search.report.sections import SECTIONS, Section
+from search.report.load import ReportData, data_description, load_report_data
+from search.report.sections import SECTIONS, Section, table4
 from seg.atomic import atomic_write_text
 
 __all__ = ["REPORT_NAME", "ReportData", "load_report_data", "render_report", "write_report", "main"]
 
 REPORT_NAME = "report.html"
+TABLE4_MARKERS = ("<!-- table4:start -->", "<!-- table4:end -->")  # around the generated table in README.md
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,28 @@ def build_section(s: Section, data: ReportData) -> str:
     return section(s.id, s.title, body, s.intro)
 
 
+def table4_markdown(exp_dir: Path) -> str:
+    """The paper's Table 4 beside this experiment's fixed trials, as Markdown (see sections/table4.py)."""
+    data = load_report_data(exp_dir)
+    return table4.markdown(table4.info(data), data_description(data))
+
+
+def replace_between_markers(text: str, block: str, source: str) -> str:
+    """`text` with everything between TABLE4_MARKERS replaced by `block`; ValueError naming `source` if absent."""
+    start, end = TABLE4_MARKERS
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{source}: expected one {start} line followed by one {end} line around the table")
+    head, rest = text.split(start)
+    return f"{head}{start}\n{block}{end}{rest.split(end, 1)[1]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m search.report", description=__doc__.split("\n")[0])
     ap.add_argument("exp_dir", type=Path, help="the experiment folder, e.g. results/quick")
+    ap.add_argument("--markdown", action="store_true", help="print the paper's Table 4 beside this experiment "
+                    "as Markdown instead of writing report.html")
+    ap.add_argument("--into", type=Path, metavar="FILE", help=f"with --markdown: replace the lines between "
+                    f"{TABLE4_MARKERS[0]} and {TABLE4_MARKERS[1]} in FILE (e.g. README.md)")
     args = ap.parse_args(argv)
     if not args.exp_dir.is_dir():
         print(
@@ -66,6 +87,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.markdown:
+        block = table4_markdown(args.exp_dir)
+        if args.into is None:
+            print(block, end="")
+            return 0
+        try:
+            atomic_write_text(args.into, replace_between_markers(args.into.read_text(), block, str(args.into)))
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"wrote Table 4 of {args.exp_dir} into {args.into}")
+        return 0
     out = write_report(args.exp_dir)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

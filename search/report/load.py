@@ -197,17 +197,6 @@ def best_trial(lb: pd.DataFrame) -> pd.Series | None:
     return pool.iloc[0] if len(pool) else None  # lb is ranked
 
 
-def fixed_trials(lb: pd.DataFrame) -> dict[str, pd.Series]:
-    """The best row per paper experiment name (case-insensitive), in the paper's order."""
-    out = {}
-    names = lb["name"].str.lower()
-    for n in FIXED_NAMES:
-        rows = lb[names == n]
-        if len(rows):
-            out[n] = rows.iloc[0]
-    return out
-
-
 def fixed_ids(lb: pd.DataFrame) -> set[str]:
     return set(lb.loc[lb["kind"] == FIXED, "trial_id"])
 

@@ -1,45 +1,70 @@
 """Checks that run before Ray starts, so a search that cannot work stops at once with one clear message.
 
 `check_pretrained_weights`: a local search whose pretrained trials would all fail for lack of the ImageNet file.
+`data_classes`: the data's class names and palette, for experiment.json.
 `prepare_data`: every split decoded (or generated) once in the driver: data errors are reported here, naming the
 file, and trials start from the cache instead of racing to build it. Both raise SpaceError. Ray-free; torch is
 imported only when data is actually prepared.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from search.space import Space, SpaceError
 
 
 def check_pretrained_weights(space: Space, allow_missing: bool, joining_cluster: bool) -> None:
-    """Refuse a local search whose pretrained trials would all fail for lack of the ImageNet weights file.
+    """Refuse a local search whose pretrained trials would fail for lack of ImageNet weights. A missing file is
+    downloaded here, once, when the network allows (seg.models.weights), so the trials find it in the cache.
     (Joining a cluster, the weights live on the worker nodes: a trial without them is recorded as failed.)"""
     if joining_cluster or allow_missing:
         return
-    from seg.models.resnet_fcn import hub_weights_path  # torch: only when a space can ask for weights
+    configs = _pretrained_configs(space)
+    if not configs:
+        return
+    from seg.models.registry import ensure_pretrained_weights  # torch: only when a space can ask for weights
+    from seg.models.weights import PretrainedWeightsError
 
-    needs: dict[str, str] = {}  # trial -> the weights file it would load
-    configs = {f"fixed_trials.{n}": c for n, c in space.fixed.items()}
-    if space.budget.num_samples:
-        params = {p.name: p for p in space.params}
-        d = space.defaults
-        can_pretrain = d.pretrained or ("pretrained" in params and True in params["pretrained"].values)
-        can_resnet = d.arch == "resnet34_fcn" or ("arch" in params and "resnet34_fcn" in params["arch"].values)
-        if can_pretrain and can_resnet:
-            configs["defaults (searched trials)"] = d.model_copy(update={"pretrained": True, "arch": "resnet34_fcn"})
+    problems: dict[str, str] = {}  # trial -> what is missing
     for where, cfg in configs.items():
-        if cfg.pretrained and cfg.arch == "resnet34_fcn":
-            path = Path(cfg.resolved().pretrained_path) if cfg.pretrained_path else hub_weights_path()
-            if not path.is_file():
-                needs[where] = str(path)
-    if needs:
-        lines = "\n  ".join(f"{w}: pretrained: true, but {p} does not exist" for w, p in needs.items())
-        raise SpaceError(
-            f"{space.source}: ImageNet weights for resnet34_fcn are missing:\n  {lines}\n"
-            f"Put torchvision's resnet34-b627a593.pth at {hub_weights_path()} (or set pretrained_path), set "
-            f"pretrained: false, or pass --allow-missing-weights to run the rest and record these trials as failed")
+        try:
+            ensure_pretrained_weights(cfg.resolved())
+        except PretrainedWeightsError as e:
+            problems[where] = f"{cfg.arch}" + (f" ({cfg.encoder})" if cfg.arch.startswith("smp_") else "") + f": {e}"
+    if not problems:
+        return
+    archs = sorted({c.arch for w, c in configs.items() if w in problems})
+    lines = "\n  ".join(f"{w}: pretrained: true, but {p}" for w, p in problems.items())
+    put = ""
+    if "resnet34_fcn" in archs:
+        from seg.models.resnet_fcn import hub_weights_path
+
+        put = f"Put torchvision's resnet34-b627a593.pth at {hub_weights_path()} (or set pretrained_path), "
+    raise SpaceError(
+        f"{space.source}: ImageNet weights for {', '.join(archs)} are missing:\n  {lines}\n"
+        f"{put or 'Put the weights file where the message says (or set pretrained_path), '}set pretrained: false, or "
+        f"pass --allow-missing-weights to run the rest and record these trials as failed")
+
+
+def _pretrained_configs(space: Space) -> dict:
+    """Where in the space -> a config that loads ImageNet weights: the fixed trials with pretrained: true, and for
+    the searched trials one config per (arch, encoder) they can draw with pretrained: true."""
+    from seg.models.spec import SMP_ARCHS
+
+    weighted = ("resnet34_fcn", *SMP_ARCHS)
+    configs = {f"fixed_trials.{n}": c for n, c in space.fixed.items() if c.pretrained and c.arch in weighted}
+    if not space.budget.num_samples:
+        return configs
+    params, d = {p.name: p for p in space.params}, space.defaults
+    if not (d.pretrained or ("pretrained" in params and True in params["pretrained"].values)):
+        return configs
+    archs = params["arch"].values if "arch" in params else [d.arch]
+    encoders = params["encoder"].values if "encoder" in params else [d.encoder]
+    for arch in (a for a in archs if a in weighted):
+        for enc in (encoders if arch in SMP_ARCHS else [d.encoder]):
+            label = f"defaults (searched trials, arch {arch}" + (f", encoder {enc})" if arch in SMP_ARCHS else ")")
+            configs[label] = d.model_copy(update={"pretrained": True, "arch": arch, "encoder": enc})
+    return configs
 
 
 def prepare_data(space: Space, joining_cluster: bool) -> dict[str, Any]:
@@ -78,11 +103,29 @@ def floor_scores(cfg, split: str, masks) -> dict[str, float]:
     prefix = {cfg.val_split: "best_val_", cfg.test_split: "test_"}.get(split)
     if prefix is None:
         return {}
-    scores = constant_prediction_scores(masks, paper_batch=cfg.paper_metric_batch)
+    from seg.data.registry import dataset_classes
+
+    scores = constant_prediction_scores(masks, num_classes=dataset_classes(cfg).num_classes,
+                                        paper_batch=cfg.paper_metric_batch)
     return {prefix + k: v for k, v in scores.items()}
+
+
+def data_classes(space: Space, joining_cluster: bool) -> dict | None:
+    """The classes of the defaults' data as plain data (names, palette, ignore_index) for experiment.json, which
+    the tables and the report read; None where the driver cannot tell (joining a cluster with synthetic data)."""
+    cfg = space.defaults.resolved()
+    if joining_cluster and cfg.dataset == "synthetic":
+        return None
+    from seg.data.registry import dataset_classes
+
+    try:
+        return dataset_classes(cfg).to_yaml_dict()
+    except (OSError, ValueError):  # joining a cluster whose data this machine does not see
+        return None
 
 
 def _data_key(cfg) -> tuple:
     """Everything that decides which decoded data a config trains on (configs with the same key share it)."""
-    return (cfg.dataset, cfg.data_root, cfg.image_size, tuple(cfg.synthetic_counts), cfg.synthetic_size,
+    return (cfg.dataset, cfg.year, cfg.data_root, cfg.image_size, cfg.resize, tuple(cfg.synthetic_counts),
+            cfg.synthetic_size, cfg.synthetic_classes, tuple(cfg.split_fractions), cfg.split_seed,
             cfg.train_split, cfg.val_split, cfg.test_split, cfg.cache_dir)

@@ -17,6 +17,7 @@ from search.vocab import (COMPLETED, FAILED, FINAL_STATUSES, FIXED, FIXED_KEY, K
                           OPTUNA_KEY, PRUNED, RUNNING, SEARCHED, TRIAL_KEY, finite)
 
 TRIALS_DIR = "trials"
+STATE_FILE = "trainer_state.pt"  # the Trainer state inside each checkpoint a record lists (`checkpoints`)
 # Result keys segtune adds to the trainer's metrics: `segtune_<field>` lands in the record as `<field>`, except these,
 # which steer the record instead (a no-retry failure).
 STATUS_KEY, ERROR_KEY, FAILED_AT_KEY = "segtune_status", "segtune_error", "segtune_failed_at_epoch"

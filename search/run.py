@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from search.experiment import Experiment, ExperimentLock, Location, PassInterrupted, locate, open_experiment
-from search.preflight import check_pretrained_weights, prepare_data
+from search.preflight import check_pretrained_weights, data_classes, prepare_data
 from search.provenance import now_iso
 from search.report import write_report
 from search.space import Space, SpaceError, load_space
@@ -65,6 +65,9 @@ def search(space: Space, location: Location, facts: dict[str, Any], args: argpar
         exp = open_experiment(space, location, ray_session.info)
         if facts:  # split sizes and the background-everywhere floor (preflight.prepare_data)
             exp.update(**facts)
+        classes = data_classes(space, args.address is not None)
+        if classes:  # the leaderboard's iou_<class> columns and the report's legend follow them
+            exp.update(classes=classes)
         run = RunInfo(exp_dir=str(exp.dir.resolve()), metric=space.metric, cpus=space.resources.cpus,
                       gpus=space.resources.gpus)
         run_fixed_trials(space, exp, run, verbose=args.verbose)

@@ -24,9 +24,10 @@ from typing import Any
 import pandas as pd
 
 from search.records import collect_records, epochs_run
-from search.vocab import (COMPLETED, FAILED, HOST, IOU_COLUMNS, PRUNED, RUNNING, SCHEMA_VERSION, SEED,
-                          finite, original_name)
+from search.vocab import (COMPLETED, FAILED, HOST, IOU_COLUMNS, IOU_PREFIX, PRUNED, RUNNING, SCHEMA_VERSION, SEED,
+                          finite, iou_columns, original_name)
 from seg.config import TrainConfig
+from seg.data.classes import column_names
 
 LEADERBOARD_FILE, HISTORY_FILE = "leaderboard.parquet", "history.parquet"
 
@@ -71,7 +72,23 @@ PAPER_COLUMNS: dict[str, tuple[str, str]] = {
     "test_pixel_acc_paper": ("float64", "paper-style test pixel accuracy of the best checkpoint"),
 }
 
-LEADERBOARD_SCHEMA: dict[str, tuple[str, str]] = {
+
+def leaderboard_schema(iou_cols: tuple[str, ...] = IOU_COLUMNS) -> dict[str, tuple[str, str]]:
+    """The leaderboard's columns for an experiment whose classes give `iou_cols` (VOC's 21 by default)."""
+    return {**_LEADERBOARD_HEAD, **_iou_schema(iou_cols, "at the best checkpoint (NaN where it never occurs)"),
+            **_LEADERBOARD_TAIL}
+
+
+def history_schema(iou_cols: tuple[str, ...] = IOU_COLUMNS) -> dict[str, tuple[str, str]]:
+    """The history's columns for an experiment whose classes give `iou_cols`."""
+    return {**_HISTORY_HEAD, **_iou_schema(iou_cols, "of the best checkpoint so far"), **_HISTORY_TAIL}
+
+
+def _iou_schema(iou_cols: tuple[str, ...], when: str) -> dict[str, tuple[str, str]]:
+    return {c: ("float64", f"test IoU of class {c.removeprefix(IOU_PREFIX)} {when}") for c in iou_cols}
+
+
+_LEADERBOARD_HEAD: dict[str, tuple[str, str]] = {
     "schema_version": ("Int64", f"layout version of this table (search.vocab.SCHEMA_VERSION, now {SCHEMA_VERSION})"),
     "trial_id": ("string", "Ray Tune trial id (unique in the experiment; the row key)"),
     "name": ("string", "fixed-trial name (baseline, 4a, ...) or search-NNNN for searched trials"),
@@ -88,8 +105,8 @@ LEADERBOARD_SCHEMA: dict[str, tuple[str, str]] = {
     "test_miou": ("float64", "test mIoU of the best checkpoint"),
     "test_pixel_acc": ("float64", "test pixel accuracy of the best checkpoint"),
     **PAPER_COLUMNS,
-    **{c: ("float64", f"test IoU of class {c[4:]} at the best checkpoint (NaN where it never occurs)")
-       for c in IOU_COLUMNS},
+}
+_LEADERBOARD_TAIL: dict[str, tuple[str, str]] = {
     "train_loss": ("float64", "training loss of the last epoch run"),
     "val_loss": ("float64", "validation loss of the last epoch run"),
     "wall_seconds": ("float64", "sum of the epochs' wall time (training + evaluation), seconds"),
@@ -113,7 +130,7 @@ LEADERBOARD_SCHEMA: dict[str, tuple[str, str]] = {
     **SEED_COLUMNS,  # seed_group, n_seeds, val_miou_mean/std, test_miou_mean/std (null outside seed groups)
 }
 
-HISTORY_SCHEMA: dict[str, tuple[str, str]] = {
+_HISTORY_HEAD: dict[str, tuple[str, str]] = {
     "trial_id": ("string", "Ray Tune trial id"),
     "name": ("string", "trial name"),
     "epoch": ("Int64", "1-based epoch"),
@@ -133,15 +150,20 @@ HISTORY_SCHEMA: dict[str, tuple[str, str]] = {
     "val_miou_paper": ("float64", "paper-style (per-batch mean) validation mIoU of this epoch"),
     "val_pixel_acc_paper": ("float64", "paper-style (per-batch mean) validation pixel accuracy of this epoch"),
     **PAPER_COLUMNS,
-    **{c: ("float64", f"test IoU of class {c[4:]} of the best checkpoint so far") for c in IOU_COLUMNS},
+}
+_HISTORY_TAIL: dict[str, tuple[str, str]] = {
     "pretrained": ("boolean", "whether ImageNet weights were loaded"),
 }
+# VOC's (the default classes); an experiment on other data gets its own iou_<class> columns (experiment_iou_columns)
+LEADERBOARD_SCHEMA = leaderboard_schema()
+HISTORY_SCHEMA = history_schema()
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Rows and tables
 # ---------------------------------------------------------------------------------------------------------------
-def leaderboard_row(rec: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:
+def leaderboard_row(rec: dict[str, Any], provenance: dict[str, Any],
+                    iou_cols: tuple[str, ...] = IOU_COLUMNS) -> dict[str, Any]:
     cfg, hist = rec.get("config", {}), rec.get("history", [])
     last = hist[-1] if hist else {}
     seconds = [h["seconds"] for h in hist if finite(h.get("seconds"))]
@@ -157,7 +179,7 @@ def leaderboard_row(rec: dict[str, Any], provenance: dict[str, Any]) -> dict[str
         "best_epoch": last.get("best_epoch"), "best_val_miou": last.get("best_val_miou"),
         "best_val_pixel_acc": last.get("best_val_pixel_acc"), "test_miou": last.get("test_miou"),
         "test_pixel_acc": last.get("test_pixel_acc"), **{c: last.get(c) for c in PAPER_COLUMNS},
-        **{c: last.get(c) for c in IOU_COLUMNS},
+        **{c: last.get(c) for c in iou_cols},
         "train_loss": last.get("train_loss"), "val_loss": last.get("val_loss"),
         "wall_seconds": sum(seconds), "gpu_seconds": sum(seconds) * gpus,
         "images_per_s": sum(ips) / len(ips) if ips else None,
@@ -202,12 +224,30 @@ def build_tables(exp_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     exp_dir = Path(exp_dir)
     provenance = _provenance(exp_dir)
     records = collect_records(exp_dir)
-    board = typed_frame([leaderboard_row(r, provenance) for r in records.values()], LEADERBOARD_SCHEMA)
+    iou_cols = experiment_iou_columns(exp_dir, records)
+    board = typed_frame([leaderboard_row(r, provenance, iou_cols) for r in records.values()],
+                        leaderboard_schema(iou_cols))
     board = ranked(add_seed_columns(board))
     hist_rows = [{"trial_id": r["trial_id"], "name": r.get("name"), **h}
                  for r in records.values() for h in r.get("history", [])]
-    history = typed_frame(hist_rows, HISTORY_SCHEMA).sort_values(["trial_id", "epoch"], kind="stable")
+    history = typed_frame(hist_rows, history_schema(iou_cols)).sort_values(["trial_id", "epoch"], kind="stable")
     return board, history.reset_index(drop=True)
+
+
+def experiment_iou_columns(exp_dir: Path, records: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    """The experiment's `iou_<class>` columns: from the class names in experiment.json (search.run writes them),
+    else the iou_* keys the trials reported, else VOC's."""
+    try:
+        names = json.loads((Path(exp_dir) / "experiment.json").read_text()).get("classes", {}).get("names")
+    except (OSError, ValueError, AttributeError):
+        names = None
+    if names:
+        return iou_columns(column_names(names))
+    for rec in records.values():
+        keys = [k for k in (rec.get("history") or [{}])[-1] if k.startswith(IOU_PREFIX)]
+        if keys:
+            return tuple(keys)
+    return IOU_COLUMNS
 
 
 def _provenance(exp_dir: Path) -> dict[str, Any]:

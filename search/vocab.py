@@ -43,11 +43,12 @@ IOU_PREFIX = "iou_"
 
 
 def iou_columns(class_names: tuple[str, ...] | list[str] = VOC_CLASSES) -> tuple[str, ...]:
-    """`iou_<class>` column names: the test IoU of each class at the best checkpoint."""
+    """`iou_<class>` column names: the test IoU of each class at the best checkpoint. Pass column-safe names
+    (seg.data.classes.column_names; VOC's are); an experiment's own come from its experiment.json."""
     return tuple(f"{IOU_PREFIX}{c}" for c in class_names)
 
 
-IOU_COLUMNS = iou_columns()
+IOU_COLUMNS = iou_columns()  # VOC's; search.tables.experiment_iou_columns gives an experiment's own
 
 # Where a trial ran: one name, `host`, in the result, the record and the leaderboard.
 HOST = "host"

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from seg.models.spec import ARCHS
+from seg.models.spec import ARCHS, SMP_ENCODERS
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu", "silu")
 WEIGHTINGS = ("none", "inverse_frequency", "background")
@@ -25,11 +25,19 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
     # ---- data -------------------------------------------------------------------------------------------------
-    dataset: Literal["voc", "synthetic"] = "voc"  # synthetic: generated once into data_root, read as VOC
+    # voc: VOCdevkit/VOC<year> under data_root; folder: your own images/ + masks/ + classes.yaml in data_root
+    # (seg.data.folder); synthetic: generated once into data_root (seg.data.synthetic). See seg.data.registry.
+    dataset: Literal["voc", "folder", "synthetic"] = "voc"
     year: Literal["2007", "2012"] = "2007"
-    data_root: str = DEFAULT_DATA_ROOT  # folder that holds VOCdevkit/
+    data_root: str = DEFAULT_DATA_ROOT  # folder that holds VOCdevkit/ (voc) or images/ + masks/ (folder)
     download: bool = False  # use torchvision's downloader when the data is missing (needs network)
     image_size: int = Field(224, ge=16, le=1024)  # px, square; images antialiased, masks NEAREST
+    # how images become image_size x image_size (seg.data.resize): squash both sides, or pad = keep the aspect
+    # ratio, long side to image_size, pad the rest (void in the mask). auto: squash for VOC, pad for folders.
+    resize: Literal["auto", "squash", "pad"] = "auto"
+    # folder datasets without splits/: (train, val, test) fractions of the ids, shuffled with split_seed
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split_seed: int = 0
     train_split: Literal["train", "trainval"] = "train"
     val_split: Literal["val", "train", "trainval", "test"] = "val"
     test_split: Literal["test", "val"] | None = "test"  # None: skip test evaluation
@@ -37,14 +45,19 @@ class TrainConfig(BaseModel):
     # synthetic data only: image counts per split and source image size (px)
     synthetic_counts: tuple[int, int, int] = (100, 50, 50)
     synthetic_size: int = Field(128, ge=32, le=512)
+    # None: VOC's layout and 21 classes; N: a folder dataset with N classes (2..21) and non-square images
+    synthetic_classes: int | None = Field(None, ge=2, le=21)
 
     # ---- model ------------------------------------------------------------------------------------------------
     arch: str = "fcn"  # one of seg.models.spec.ARCHS
+    encoder: str = "resnet18"  # smp_* archs only: one of seg.models.spec.SMP_ENCODERS, or tu-<timm model name>
     activation: Literal["relu", "tanh", "gelu", "leaky_relu", "silu"] = "relu"
     width: float = Field(1.0, gt=0, le=4)  # channel multiplier (1.0 = the paper's widths)
     padding: Literal["same", "valid"] = "same"  # unet only
     skips: bool = False  # FCN-8s-style skip connections for fcn / resnet34_fcn
-    pretrained: bool = False  # resnet34_fcn: ImageNet weights from the torch cache or pretrained_path
+    # ImageNet weights: resnet34_fcn's trunk, an smp_* arch's encoder (from the cache, pretrained_path, or a
+    # download when the network is there; offline and missing: the trial fails saying how to provide them)
+    pretrained: bool = False
     pretrained_path: str | None = None
 
     # ---- loss -------------------------------------------------------------------------------------------------
@@ -91,6 +104,22 @@ class TrainConfig(BaseModel):
             )
         return v
 
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, v: str) -> str:
+        if v not in SMP_ENCODERS and not (v.startswith("tu-") and len(v) > 3):
+            hint = difflib.get_close_matches(v, SMP_ENCODERS, n=1)
+            raise ValueError(f"unknown encoder {v!r}; choose one of {list(SMP_ENCODERS)} or tu-<timm model name>"
+                             + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        return v
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f < 0 for f in v) or abs(sum(v) - 1) > 1e-6:
+            raise ValueError(f"split_fractions (train, val, test) must be >= 0 and sum to 1 (got {v})")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
         if self.scale_min > self.scale_max:
@@ -123,6 +152,14 @@ class TrainConfig(BaseModel):
                              "would be measured on seen data; use test_split: test or train_split: train")
 
     # ---- helpers ------------------------------------------------------------------------------------------------
+    @property
+    def effective_resize(self) -> str:
+        """The resize policy in force: `auto` is squash for VOC (the paper's), pad (letterbox) for folders."""
+        if self.resize != "auto":
+            return self.resize
+        folder = self.dataset == "folder" or (self.dataset == "synthetic" and self.synthetic_classes is not None)
+        return "pad" if folder else "squash"
+
     @property
     def effective_bg_weight(self) -> float:
         if self.bg_weight is not None:
@@ -168,3 +205,31 @@ def make_config(overrides: dict[str, Any] | None = None, source: str = "config",
         return TrainConfig(**data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set lr=5e-4")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def load_config_file(path: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    import yaml
+
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of TrainConfig fields at the top level")
+    return make_config({**data, **overrides}, source=path or "--set")

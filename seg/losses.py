@@ -21,7 +21,7 @@ from seg.data.voc import IGNORE_INDEX, NUM_CLASSES
 if TYPE_CHECKING:
     from seg.config import TrainConfig
 
-BACKGROUND = 0  # VOC class index of "background"
+BACKGROUND = 0  # class index of "background" (VOC's; a folder dataset lists it first)
 DICE_EPS = 1e-6  # keeps a class's Dice defined when predictions and targets are both ~0
 
 
@@ -39,8 +39,9 @@ def inverse_frequency_weights(pixel_counts: torch.Tensor, bg_weight: float = 0.1
     return w.to(torch.float32)
 
 
-def class_weights(cfg: "TrainConfig", pixel_counts: torch.Tensor | None) -> torch.Tensor | None:
-    """Per-class CE weights (float32, CPU) for cfg.class_weights, or None for "none"."""
+def class_weights(cfg: "TrainConfig", pixel_counts: torch.Tensor | None,
+                  num_classes: int = NUM_CLASSES) -> torch.Tensor | None:
+    """Per-class CE weights (float32, CPU) for cfg.class_weights, or None for "none"; class 0 is the background."""
     if cfg.class_weights == "none":
         return None
     if cfg.class_weights == "inverse_frequency":
@@ -48,7 +49,7 @@ def class_weights(cfg: "TrainConfig", pixel_counts: torch.Tensor | None) -> torc
             raise ValueError("class_weights='inverse_frequency' needs the training split's pixel_counts")
         return inverse_frequency_weights(pixel_counts, cfg.effective_bg_weight)
     if cfg.class_weights == "background":
-        w = torch.ones(NUM_CLASSES)
+        w = torch.ones(num_classes)
         w[BACKGROUND] = cfg.effective_bg_weight
         return w
     raise ValueError(f"unknown class_weights {cfg.class_weights!r}; choose one of {list(WEIGHTINGS)}")
@@ -100,7 +101,8 @@ class SegmentationLoss(nn.Module):
         return loss
 
 
-def build_loss(cfg: "TrainConfig", pixel_counts: torch.Tensor | None = None) -> SegmentationLoss:
-    """The training loss for cfg: CE weighted by class_weights(cfg, pixel_counts), with cfg.label_smoothing,
-    plus cfg.dice_weight * soft Dice."""
-    return SegmentationLoss(class_weights(cfg, pixel_counts), cfg.label_smoothing, cfg.dice_weight)
+def build_loss(cfg: "TrainConfig", pixel_counts: torch.Tensor | None = None,
+               num_classes: int = NUM_CLASSES) -> SegmentationLoss:
+    """The training loss for cfg: CE weighted by class_weights(cfg, pixel_counts, num_classes), with
+    cfg.label_smoothing, plus cfg.dice_weight * soft Dice."""
+    return SegmentationLoss(class_weights(cfg, pixel_counts, num_classes), cfg.label_smoothing, cfg.dice_weight)

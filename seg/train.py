@@ -5,7 +5,8 @@ the training device, batches are sliced and augmented there, and the loss is rea
 sync per step). On CUDA it adds bf16 autocast, channels_last, cudnn.benchmark and fused Adam; on the CPU the same
 code runs with the levers that help there. The weights with the best `val_miou` are kept (the paper's "save the
 best model and load it after all epochs"), and the test split is evaluated at each new best, so every epoch's
-dict carries the test metrics of the checkpoint that would be reported.
+dict carries the test metrics of the checkpoint that would be reported. The CLI also writes the run's model folder
+(`<out>/model`, seg.export), the same format `python -m search.export` writes for a trial.
 
     python -m seg.train --config my.yaml --set lr=5e-4 --set epochs=30 --out results/one-run
 
@@ -29,10 +30,12 @@ import torch
 import torch.nn as nn
 
 from seg.atomic import atomic_write, atomic_write_text
-from seg.config import ConfigError, TrainConfig, make_config
+from seg.config import ConfigError, TrainConfig, load_config_file, parse_overrides
 from seg.data.augment import augment_batch, batch_indices, normalize
 from seg.data.cache import SplitData, class_pixel_counts, load_split
-from seg.data.classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES
+from seg.data.classes import IGNORE_INDEX, VOC, ClassInfo
+from seg.data.registry import dataset_classes
+from seg.export import export_state
 from seg.levers import Levers, device_name, resolve_levers
 from seg.losses import build_loss
 from seg.metrics import BatchMeanScores, ConfusionMatrix
@@ -88,7 +91,7 @@ def train_one_epoch(model, loss_fn, optimizer, scheduler, data: SplitData, cfg: 
         if levers.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(levers.device.type, dtype=levers.amp_dtype or torch.float32, enabled=levers.amp_dtype is not None):
-            logits = model(x)  # (B,21,S,S)
+            logits = model(x)  # (B,C,S,S)
         loss = loss_fn(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -99,17 +102,23 @@ def train_one_epoch(model, loss_fn, optimizer, scheduler, data: SplitData, cfg: 
     return loss_sum, seen
 
 
+def eval_batch_size(cfg: TrainConfig) -> int:
+    """Images per forward pass when a split is evaluated (what `evaluate` uses for the Trainer's splits)."""
+    step = cfg.paper_metric_batch
+    return -(-max(cfg.batch_size, 32) // step) * step
+
+
 @torch.inference_mode()
 def evaluate(model, loss_fn, data: SplitData, levers: Levers, batch_size: int, keep: int = 0,
-             paper_batch: int = 16) -> tuple[dict[str, Any], torch.Tensor | None]:
+             paper_batch: int = 16, num_classes: int = VOC.num_classes) -> tuple[dict[str, Any], torch.Tensor | None]:
     """Loss and confusion-matrix metrics over a whole split; also the predictions of its first `keep` images.
 
     `miou`/`pixel_acc` are dataset-level (one confusion matrix for the split); `miou_paper`/`pixel_acc_paper`
     the paper's per-batch mean over batches of `paper_batch` images (BatchMeanScores), from the same predictions.
     """
     model.eval()
-    cm = ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX, device=levers.device)
-    paper = BatchMeanScores(NUM_CLASSES, paper_batch, IGNORE_INDEX, device=levers.device)
+    cm = ConfusionMatrix(num_classes, IGNORE_INDEX, device=levers.device)
+    paper = BatchMeanScores(num_classes, paper_batch, IGNORE_INDEX, device=levers.device)
     batch_size = -(-batch_size // paper_batch) * paper_batch  # whole paper batches in each evaluation batch
     loss_sum = torch.zeros((), device=levers.device, dtype=torch.float32)
     kept = []
@@ -151,9 +160,10 @@ class Trainer:
         if self.levers.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.data = self._load_data()
-        self.pixel_counts = class_pixel_counts(self.data["train"].masks)
+        self.classes: ClassInfo = dataset_classes(cfg.resolved())  # VOC's 21, or the folder's classes.yaml
+        self.pixel_counts = class_pixel_counts(self.data["train"].masks, self.classes.num_classes)
         self.model = self._build_model()
-        self.loss_fn = build_loss(cfg, self.pixel_counts.to(self.levers.device))
+        self.loss_fn = build_loss(cfg, self.pixel_counts.to(self.levers.device), self.classes.num_classes)
         self.optimizer = build_optimizer(cfg, self.model.parameters(), self.levers.fused_optimizer)
         self.steps_per_epoch = len(self.data["train"]) // cfg.batch_size
         if self.steps_per_epoch == 0:
@@ -180,7 +190,7 @@ class Trainer:
         return data
 
     def _build_model(self) -> nn.Module:
-        model = build_model(self.cfg).to(self.levers.device)
+        model = build_model(self.cfg, self.classes.num_classes).to(self.levers.device)
         if self.levers.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model
@@ -220,7 +230,7 @@ class Trainer:
 
     def _evaluate(self, model, split: str) -> tuple[dict[str, Any], torch.Tensor | None]:
         return evaluate(model, self.loss_fn, self.data[split], self.levers, max(self.cfg.batch_size, 32),
-                        paper_batch=self.cfg.paper_metric_batch)
+                        paper_batch=self.cfg.paper_metric_batch, num_classes=self.classes.num_classes)
 
     def _compiled_model(self):
         self._compile_seconds = 0.0
@@ -248,13 +258,13 @@ class Trainer:
         best = {"best_epoch": self.epoch, "best_val_miou": val["miou"], "best_val_pixel_acc": val["pixel_acc"],
                 "best_val_miou_paper": val["miou_paper"], "best_val_pixel_acc_paper": val["pixel_acc_paper"],
                 "test_miou": nan, "test_pixel_acc": nan, "test_miou_paper": nan, "test_pixel_acc_paper": nan}
-        iou = [nan] * NUM_CLASSES
+        iou = [nan] * self.classes.num_classes
         if "test" in self.data:
             test, _ = self._evaluate(model, "test")
             best.update(test_miou=test["miou"], test_pixel_acc=test["pixel_acc"], test_miou_paper=test["miou_paper"],
                         test_pixel_acc_paper=test["pixel_acc_paper"])
             iou = test["iou"]
-        best.update({f"iou_{name}": v for name, v in zip(VOC_CLASSES, iou)})
+        best.update({f"iou_{name}": v for name, v in zip(self.classes.columns, iou)})
         self.best = best
         self._keep_masks(model)
 
@@ -264,7 +274,7 @@ class Trainer:
             return
         val = self.data["val"]
         _, pred = evaluate(model, self.loss_fn, SplitData(val.images[:n], val.masks[:n], val.ids[:n]),
-                           self.levers, n, keep=n)
+                           self.levers, n, keep=n, num_classes=self.classes.num_classes)
         self.best_masks = {
             "ids": np.array(val.ids[:n]), "images": val.images[:n].permute(0, 2, 3, 1).cpu().numpy(),
             "gt": val.masks[:n].cpu().numpy(), "pred": pred.numpy(), "epoch": np.array(self.epoch),
@@ -278,7 +288,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "best": dict(self.best), "best_state": self.best_state,
             "order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "last_metrics": dict(self.last_metrics),
+            "last_metrics": dict(self.last_metrics), "classes": self.classes.to_yaml_dict(),
             "best_masks": None if self.best_masks is None else
             {k: torch.from_numpy(v) if k != "ids" else list(map(str, v)) for k, v in self.best_masks.items()},
         }
@@ -328,34 +338,6 @@ def fit(cfg: TrainConfig, resume_from: str | os.PathLike | None = None) -> Itera
 # ---------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set lr=5e-4")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
-def load_config_file(path: str | None, overrides: dict[str, Any]) -> TrainConfig:
-    import yaml
-
-    data: dict[str, Any] = {}
-    if path:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of TrainConfig fields at the top level")
-    return make_config({**data, **overrides}, source=path or "--set")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m seg.train", description="Train one segmentation model.")
     ap.add_argument("--config", help="YAML file of TrainConfig fields")
@@ -402,8 +384,9 @@ def run_cli(cfg: TrainConfig, out: Path) -> int:
     summary = {"config": cfg.model_dump(mode="json"), "levers": trainer.levers.describe(),
                "device_name": trainer.device_name, **{k: v for k, v in m.items()}}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    model_dir = export_state(trainer.state_dict(), out / "model", {"source": str((out / "state.pt").resolve())})
     print(f"best epoch {m['best_epoch']}: val mIoU {m['best_val_miou']:.4f}, pixel acc {m['best_val_pixel_acc']:.4f}; "
-          f"test mIoU {m['test_miou']:.4f}, pixel acc {m['test_pixel_acc']:.4f}  -> {out}")
+          f"test mIoU {m['test_miou']:.4f}, pixel acc {m['test_pixel_acc']:.4f}  -> {out} (model folder {model_dir})")
     return 0
 
 

@@ -10,6 +10,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 REAL_VOC = Path(os.environ.get("SEGTUNE_VOC_ROOT", REPO.parent / "shared" / "data"))
 
+# Tests never need the network: no ImageNet weights download is tried (seg.models.weights); subprocesses and Ray
+# workers inherit it.
+os.environ["SEGTUNE_OFFLINE"] = "1"
 # Two cores: keep each test process from oversubscribing them.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

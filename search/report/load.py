@@ -21,8 +21,9 @@ import pandas as pd
 from search.paper_table4 import FIXED_NAMES
 from search.report.values import fmt, labels, present
 from search.tables import ranked
-from search.vocab import FIXED, HOST, IOU_COLUMNS
+from search.vocab import FIXED, HOST, IOU_PREFIX
 from seg.config import TrainConfig
+from seg.data.classes import VOC, ClassInfo, column_names
 
 METRIC_COLUMNS = [
     "best_val_miou",
@@ -43,8 +44,7 @@ METRIC_COLUMNS = [
     "test_miou_mean",
     "test_miou_std",
     "n_seeds",
-    *IOU_COLUMNS,
-]  # numeric: coerced, NaN where absent
+]  # numeric: coerced, NaN where absent (and every iou_<class> column the leaderboard has)
 TEXT_DEFAULTS = [
     ("trial_id", None),
     ("name", None),
@@ -141,6 +141,8 @@ def prepare_leaderboard(lb: pd.DataFrame) -> pd.DataFrame:
             lb[col] = default
     for col in METRIC_COLUMNS:
         lb[col] = pd.to_numeric(lb[col], errors="coerce") if col in lb.columns else np.nan
+    for col in iou_columns_of(lb):
+        lb[col] = pd.to_numeric(lb[col], errors="coerce")
     lb["trial_id"] = [str(t) if present(t) else f"row{i}" for i, t in enumerate(lb["trial_id"])]
     lb["name"] = [str(n) if present(n) else t for n, t in zip(lb["name"], lb["trial_id"])]
     lb["status"] = lb["status"].fillna("completed").astype(str)
@@ -180,6 +182,31 @@ def load_masks(path: Path) -> dict[str, np.ndarray] | None:
 
 
 # ==== facts the sections share ==============================================================================
+def iou_columns_of(lb: pd.DataFrame) -> list[str]:
+    """The leaderboard's iou_<class> columns, in class order (VOC's 21, or the experiment's own classes)."""
+    return [c for c in lb.columns if isinstance(c, str) and c.startswith(IOU_PREFIX)]
+
+
+def class_info(data: ReportData) -> ClassInfo:
+    """The experiment's classes (experiment.json `classes`, written by search.run), else VOC's."""
+    c = data.meta.get("classes")
+    try:
+        names = tuple(str(n) for n in c["names"])
+        palette = tuple(tuple(int(v) for v in rgb) for rgb in c["palette"])
+        return ClassInfo(names, palette, int(c.get("ignore_index", 255))) if len(palette) == len(names) else VOC
+    except (TypeError, KeyError, ValueError):
+        return VOC
+
+
+def class_label(data: ReportData, column: str) -> str:
+    """The class name an iou_<class> column stands for (its own name where the experiment's classes say)."""
+    info = class_info(data)
+    names = dict(zip(column_names(info.names), info.names))
+    key = column.removeprefix(IOU_PREFIX)
+    return names.get(key, key)
+
+
+
 def hyperparameter_columns(lb: pd.DataFrame) -> list[str]:
     """TrainConfig fields present as leaderboard columns, minus run plumbing (device, paths, seed...)."""
     return [f for f in TrainConfig.model_fields if f in lb.columns and f not in RUN_FIELDS]

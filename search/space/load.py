@@ -97,8 +97,8 @@ def _shown(path: Path) -> str:
 def _without_data_fields(d: dict[str, Any], where: str, section: str) -> dict[str, Any]:
     for k in d:
         if k in DATA_FIELDS:
-            target = {"dataset": "data.dataset", "year": "data.dataset (voc2007)", "data_root": "data.root",
-                      "download": "data.download", "image_size": "data.image_size"}[k]
+            target = {"dataset": "data.dataset", "year": "data.dataset (voc2007 or voc2012)", "data_root": "data.root",
+                      "download": "data.download", "image_size": "data.image_size", "resize": "data.resize"}[k]
             raise SpaceError(f"{where}: {section}.{k}: the data section sets this for the whole experiment; "
                              f"set {target} instead")
     return d

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 METRICS = ("val_miou", "best_val_miou", "val_pixel_acc")  # what ASHA and Optuna may optimise (mode: max)
 # TrainConfig fields that the `data:` section owns; `defaults`, `params` and fixed trials may not set them.
-DATA_FIELDS = ("dataset", "year", "data_root", "download", "image_size")
+DATA_FIELDS = ("dataset", "year", "data_root", "download", "image_size", "resize")
 SEARCHABLE_DATA_FIELDS = ("image_size",)  # the one data field a search may vary
 RESERVED_TRIAL_NAMES = ("include",)
 
@@ -21,16 +21,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+DATASET_FIELDS = {  # data.dataset -> TrainConfig's (dataset, year); the registry is seg.data.registry
+    "voc2007": ("voc", "2007"), "voc2012": ("voc", "2012"), "folder": ("folder", "2007"),
+    "synthetic": ("synthetic", "2007"),
+}
+
+
 class DataSpec(_Strict):
-    dataset: Literal["voc2007", "synthetic"] = "voc2007"
-    root: str = "data"  # folder that holds VOCdevkit/ (synthetic: generated there); relative to the cwd
+    # voc2007 / voc2012: VOCdevkit/ under root; folder: your own images/ + masks/ + classes.yaml in root
+    # (README, "Your own data"); synthetic: generated into root (defaults.synthetic_classes: N for N classes)
+    dataset: Literal["voc2007", "voc2012", "folder", "synthetic"] = "voc2007"
+    root: str = "data"  # folder that holds VOCdevkit/ or images/ + masks/ (synthetic: generated there); cwd-relative
     image_size: int = Field(224, ge=16, le=1024)  # px, square
     download: bool = False  # torchvision's downloader when VOC is missing (needs network)
+    resize: Literal["auto", "squash", "pad"] = "auto"  # seg.data.resize; auto: squash for VOC, pad for folders
 
     def train_fields(self) -> dict[str, Any]:
         """The TrainConfig fields this section sets."""
-        return {"dataset": "voc" if self.dataset == "voc2007" else "synthetic", "year": "2007",
-                "data_root": self.root, "image_size": self.image_size, "download": self.download}
+        dataset, year = DATASET_FIELDS[self.dataset]
+        return {"dataset": dataset, "year": year, "data_root": self.root, "image_size": self.image_size,
+                "download": self.download, "resize": self.resize}
 
 
 class ParamSpec(_Strict):

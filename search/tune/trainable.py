@@ -29,14 +29,13 @@ from ray import tune
 
 from search.faults import epoch_hooks, hold_after_epoch
 from search import storage
-from search.records import ERROR_KEY, FAILED_AT_KEY, STATUS_KEY, dirname_of, split_config, trial_key
+from search.records import ERROR_KEY, FAILED_AT_KEY, STATE_FILE, STATUS_KEY, dirname_of, split_config, trial_key
 from search.vocab import COMPLETED, FAILED, FAILED_SCORE, HOST, RUNNING
 from seg.config import ConfigError, make_config
 from seg.data.voc import DataError
-from seg.models.resnet_fcn import PretrainedWeightsError
+from seg.models.weights import PretrainedWeightsError
 from seg.train import NonFiniteLossError, Trainer
 
-STATE_FILE = "trainer_state.pt"  # inside each Tune checkpoint directory
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ Each of the 20 object classes is a fixed (shape, texture, hue) combination drawn
 coloured background, with about 70% background pixels and a void (255) band along every outline, as in VOC.
 Pairs of classes share hue and shape and differ only in texture, so a model must look at more than colour.
 The set is written once, atomically, and is read back through the same VOC reader as the real data.
+`make_synthetic_folder` writes the same kind of images with N classes (2..21) as a folder dataset
+(seg.data.folder) instead, wider than high (`aspect`), for the own-data path and its tests.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from seg.data.classes import ClassInfo, default_palette
 from seg.data.voc import NUM_CLASSES, VOC_PALETTE, DataError, voc_dir
 
 FORMAT_VERSION = 1  # bump when the generator changes, so old sets are regenerated
@@ -85,9 +88,11 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return field + clutter[..., None]
 
 
-def _render(rng: np.random.Generator, classes: list[int], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One (image uint8 (H, W, 3), mask uint8 (H, W)) with the given object classes."""
+def _render(rng: np.random.Generator, classes: list[int], size: int,
+            aspect: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """One (image uint8 (H, W, 3), mask uint8 (H, W)) with the given object classes; W is about aspect x H."""
     h, w = (int(round(size * rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER))) for _ in range(2))
+    w = int(round(w * aspect))
     image = _background(rng, h, w)
     mask = np.zeros((h, w), np.uint8)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
@@ -112,10 +117,10 @@ def _render(rng: np.random.Generator, classes: list[int], size: int) -> tuple[np
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-def _class_stream(rng: np.random.Generator):
-    """Endless shuffled rounds of 1..20, so every class appears once a split has 20 objects."""
+def _class_stream(rng: np.random.Generator, num_classes: int = NUM_CLASSES):
+    """Endless shuffled rounds of 1..num_classes-1, so every class appears once a split has that many objects."""
     while True:
-        yield from (rng.permutation(NUM_CLASSES - 1) + 1).tolist()
+        yield from (rng.permutation(num_classes - 1) + 1).tolist()
 
 
 def _write_split(base: Path, rng: np.random.Generator, ids: list[str], size: int) -> None:
@@ -212,3 +217,53 @@ def _remove_stale(parent: Path, max_age_s: float = 3600) -> None:
     for p in parent.glob(".VOC*.tmp-*"):
         if time.time() - p.stat().st_mtime > max_age_s:
             shutil.rmtree(p, ignore_errors=True)
+
+
+# ---- the same images as a folder dataset with N classes --------------------------------------------------------
+FOLDER_ASPECT = 1.5  # width / height of the folder set's images: non-square on purpose
+
+
+def synthetic_classes(num_classes: int) -> ClassInfo:
+    """background, then '<shape> <texture>' for classes 1..N-1 (names with a space, to exercise column names)."""
+    if not 2 <= num_classes <= NUM_CLASSES:
+        raise ValueError(f"synthetic_classes must be 2..{NUM_CLASSES} (got {num_classes})")
+    names = ("background", *(" ".join(class_style(c)[:2]) for c in range(1, num_classes)))
+    return ClassInfo(names, default_palette(num_classes))
+
+
+def make_synthetic_folder(root: str | Path, num_classes: int = 5, counts=(100, 50, 50), size: int = 128,
+                          seed: int = 0, aspect: float = FOLDER_ASPECT) -> Path:
+    """Write a folder dataset (images/*.jpg, masks/*.png, classes.yaml, splits/) into `root` unless an identical
+    one is there; returns `root`. Refuses a folder holding other data (no marker)."""
+    import yaml
+
+    classes = synthetic_classes(num_classes)
+    root = Path(root).expanduser().resolve()
+    params = {**_params(counts, size, seed), "layout": "folder", "classes": num_classes, "aspect": aspect}
+    if _is_current(root, params):
+        return root
+    if (root / "images").exists() and not (root / MARKER).is_file():
+        raise DataError(f"{root} holds images/ but is not a segtune synthetic set (no {MARKER}); refusing to "
+                        "overwrite it. Point data_root at an empty folder for dataset: synthetic.")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).unlink(missing_ok=True)
+    for d in ("images", "masks", "splits"):
+        shutil.rmtree(root / d, ignore_errors=True)
+        (root / d).mkdir()
+    palette = [v for rgb in classes.palette_256() for v in rgb]
+    start = 0
+    for k, (split, n) in enumerate(zip(("train", "val", "test"), counts, strict=True)):
+        rng, ids = np.random.default_rng([seed, k]), [f"{start + j:06d}" for j in range(n)]
+        start += n
+        stream = _class_stream(rng, num_classes)
+        for i in ids:
+            objects = int(rng.choice(OBJECTS_PER_IMAGE[0], p=OBJECTS_PER_IMAGE[1]))
+            image, mask = _render(rng, [next(stream) for _ in range(objects)], size, aspect)
+            Image.fromarray(image).save(root / "images" / f"{i}.jpg", quality=JPEG_QUALITY)
+            png = Image.fromarray(mask)
+            png.putpalette(palette)
+            png.save(root / "masks" / f"{i}.png")
+        (root / "splits" / f"{split}.txt").write_text("".join(i + "\n" for i in ids))
+    (root / "classes.yaml").write_text(yaml.safe_dump(classes.to_yaml_dict(), sort_keys=False))
+    (root / MARKER).write_text(json.dumps(params))
+    return root

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from seg.data.classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES
+from seg.data.classes import IGNORE_INDEX, NUM_CLASSES, VOC, VOC_CLASSES, ClassInfo, voc_colormap
 
 __all__ = ["IGNORE_INDEX", "NUM_CLASSES", "VOC_CLASSES", "VOC_PALETTE", "DataError", "read_split_ids", "voc_dataset"]
 
@@ -21,21 +21,7 @@ SPLITS = ("train", "val", "trainval", "test")
 YEARS = ("2007", "2012")
 
 
-def _voc_colormap(n: int = 256) -> np.ndarray:
-    """The devkit's `VOClabelcolormap`: the bits of the label index spread over the high bits of R, G, B."""
-    cmap = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        cmap[i] = (r, g, b)
-    return cmap
-
-
-VOC_PALETTE = _voc_colormap()  # (256, 3) uint8; index 255 is the cream void colour (224, 224, 192)
+VOC_PALETTE = np.array(voc_colormap(), dtype=np.uint8)  # (256, 3) uint8; index 255 is the cream void colour (224, 224, 192)
 
 
 class DataError(ValueError):
@@ -137,7 +123,7 @@ def voc_dataset(root: str | Path, year: str = "2007", split: str = "train", down
 
 
 def read_image(path: str | Path) -> Image.Image:
-    """Decode a JPEG fully (so truncation is caught here, not later) as RGB."""
+    """Decode an image (any format PIL reads) fully (so truncation is caught here, not later) as RGB."""
     try:
         with Image.open(path) as im:
             im.load()
@@ -148,8 +134,9 @@ def read_image(path: str | Path) -> Image.Image:
         ) from None
 
 
-def read_mask(path: str | Path) -> Image.Image:
-    """Decode a class-index PNG ("P" palette or "L"), checking every value is a class index or 255."""
+def read_mask(path: str | Path, classes: ClassInfo = VOC, classes_file: str | Path | None = None) -> Image.Image:
+    """Decode a class-index PNG ("P" palette or "L"), checking every value is a class index or the void value;
+    a dataset's own void value is remapped to 255 (IGNORE_INDEX), segtune's void everywhere."""
     try:
         with Image.open(path) as im:
             im.load()
@@ -163,19 +150,25 @@ def read_mask(path: str | Path) -> Image.Image:
             f"mask {path} has mode {mask.mode!r}; "
             "expected a palette ('P') or grayscale ('L') PNG of class indices"
         )
-    counts = np.bincount(np.asarray(mask).ravel(), minlength=256)
-    bad = [v for v in np.flatnonzero(counts).tolist() if NUM_CLASSES <= v < IGNORE_INDEX]
+    values = np.asarray(mask)
+    counts = np.bincount(values.ravel(), minlength=256)
+    n, void = classes.num_classes, classes.ignore_index
+    bad = [v for v in np.flatnonzero(counts).tolist() if v >= n and v != void]
     if bad:
+        where = f" listed in {classes_file}" if classes_file else ""
         raise DataError(
             f"mask {path} has values {bad} outside the class indices "
-            f"0..{NUM_CLASSES - 1} and {IGNORE_INDEX} (void)"
+            f"0..{n - 1}{where} and {void} (void)"
         )
+    if void != IGNORE_INDEX and counts[void]:
+        mask = Image.fromarray(np.where(values == void, IGNORE_INDEX, values).astype(np.uint8), "L")
     return mask
 
 
-def read_pair(image_path: str | Path, mask_path: str | Path) -> tuple[Image.Image, Image.Image]:
+def read_pair(image_path: str | Path, mask_path: str | Path, classes: ClassInfo = VOC,
+              classes_file: str | Path | None = None) -> tuple[Image.Image, Image.Image]:
     """One checked (RGB image, index mask) pair of equal size."""
-    image, mask = read_image(image_path), read_mask(mask_path)
+    image, mask = read_image(image_path), read_mask(mask_path, classes, classes_file)
     if image.size != mask.size:
         raise DataError(
             f"mask {mask_path} is {mask.size[0]}x{mask.size[1]} but image {image_path} is "

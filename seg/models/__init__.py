@@ -18,7 +18,7 @@ def __getattr__(name: str) -> Any:
     elif name == "ACTIVATIONS":
         from seg.models import blocks as home
     elif name == "PretrainedWeightsError":
-        from seg.models import resnet_fcn as home
+        from seg.models import weights as home
     else:
         raise AttributeError(f"module 'seg.models' has no attribute {name!r}")
     return getattr(home, name)

@@ -87,5 +87,5 @@ class FCN(nn.Module):
         return self.head(self.decoder(self.encoder(x)))  # (B, 21, H, W)
 
 
-def build_fcn(cfg: TrainConfig) -> FCN:
-    return FCN(activation=cfg.activation, width=cfg.width, skips=cfg.skips)
+def build_fcn(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> FCN:
+    return FCN(num_classes=num_classes, activation=cfg.activation, width=cfg.width, skips=cfg.skips)

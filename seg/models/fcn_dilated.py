@@ -86,5 +86,5 @@ class DilatedFCN(nn.Module):
         return logits  # (B, 21, H, W)
 
 
-def build_fcn_dilated(cfg: TrainConfig) -> DilatedFCN:
-    return DilatedFCN(activation=cfg.activation, width=cfg.width)
+def build_fcn_dilated(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> DilatedFCN:
+    return DilatedFCN(num_classes=num_classes, activation=cfg.activation, width=cfg.width)

@@ -9,10 +9,11 @@ Head     1x1 conv 32 -> 21.
 skips=True adds FCN-8s-style 1x1 laterals (zero-initialised, as in FCN) from layer3 (256 ch, H/16), layer2
 (128 ch, H/8) and layer1 (64 ch, H/4) into the decoder outputs of the same stride (decoder stages 1, 2, 3).
 
-Weights. pretrained=True loads ImageNet weights (`ResNet34_Weights.IMAGENET1K_V1`) without touching the
-network: from `cfg.pretrained_path` when set, else from torchvision's file in the torch hub cache
-(`<torch.hub.get_dir()>/checkpoints/resnet34-b627a593.pth`). Missing or unusable weights raise
-`PretrainedWeightsError`, which says where it looked and how to provide the file. pretrained=False keeps
+Weights. pretrained=True loads ImageNet weights (`ResNet34_Weights.IMAGENET1K_V1`): from `cfg.pretrained_path`
+when set, else from torchvision's file in the torch hub cache (`<torch.hub.get_dir()>/checkpoints/
+resnet34-b627a593.pth`), downloaded there through torchvision's weights API when it is missing and downloads are
+allowed (seg.models.weights). Missing or unusable weights raise `PretrainedWeightsError`, which says where it
+looked and how to provide the file. pretrained=False keeps
 torchvision's own (Kaiming) trunk init; the decoder and head always get Xavier init. The model records what
 happened in `pretrained_loaded`. Inputs are expected normalised with the ImageNet mean/std (seg.data.augment).
 """
@@ -29,6 +30,9 @@ from seg.config import TrainConfig
 from seg.data.voc import NUM_CLASSES
 from seg.models.blocks import SegmentationHead, scaled, xavier_init
 from seg.models.fcn import DECODER_CHANNELS, FCNDecoder
+from seg.models.weights import PretrainedWeightsError, download_note, offline
+
+__all__ = ["PretrainedWeightsError", "ResNet34FCN", "build_resnet34_fcn", "ensure_trunk_weights", "hub_weights_path"]
 
 WEIGHTS = ResNet34_Weights.IMAGENET1K_V1
 TRUNK_CHANNELS = (64, 128, 256, 512)  # layer1..layer4, strides 4, 8, 16, 32
@@ -36,24 +40,38 @@ TRUNK_CHANNELS = (64, 128, 256, 512)  # layer1..layer4, strides 4, 8, 16, 32
 SKIP_STAGES = ((2, 0), (1, 1), (0, 2))
 
 
-class PretrainedWeightsError(RuntimeError):
-    """ImageNet weights for the ResNet-34 trunk were requested but could not be loaded."""
-
-
 def hub_weights_path() -> Path:
     """Where torchvision keeps the downloaded ImageNet ResNet-34 file."""
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(WEIGHTS.url)
 
 
-def load_trunk_state_dict(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
-    """The resnet34 state_dict from `path`, or from the hub cache when `path` is None; never downloads."""
+def ensure_trunk_weights(path: str | os.PathLike | None = None) -> Path:
+    """The weights file to load: `path`, else the hub cache's file, downloaded through torchvision's weights API
+    when it is missing and downloads are allowed. Raises PretrainedWeightsError when there is none."""
     source = Path(path).expanduser() if path is not None else hub_weights_path()
     how = (f"put torchvision's {os.path.basename(WEIGHTS.url)} (from {WEIGHTS.url}) at {hub_weights_path()}, "
            f"or set pretrained_path to a resnet34 state_dict file, or set pretrained=false")
-    if not source.is_file():
-        where = "pretrained_path" if path is not None else "the torch hub cache"
+    if source.is_file():
+        return source
+    if path is not None:
         raise PretrainedWeightsError(
-            f"ResNet-34 ImageNet weights not found in {where}: {source} does not exist; {how}")
+            f"ResNet-34 ImageNet weights not found in pretrained_path: {source} does not exist; {how}")
+    err = None
+    if not offline():
+        try:
+            WEIGHTS.get_state_dict(progress=False)  # torchvision downloads into the hub cache (hash checked)
+        except Exception as e:  # URLError, socket timeouts, hash mismatch...
+            err = e
+        if source.is_file():
+            return source
+    raise PretrainedWeightsError(f"ResNet-34 ImageNet weights not found in the torch hub cache: {source} does not "
+                                 f"exist and {download_note(err)}; {how}")
+
+
+def load_trunk_state_dict(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """The resnet34 state_dict from `path`, or from the hub cache (downloaded when allowed) when `path` is None."""
+    source = ensure_trunk_weights(path)
+    how = "replace the file, set pretrained_path to a resnet34 state_dict file, or set pretrained=false"
     try:
         state = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file, pickle of something else, ...
@@ -115,6 +133,6 @@ class ResNet34FCN(nn.Module):
         return self.head(self.decoder(self.encoder(x)))  # (B, 21, H, W)
 
 
-def build_resnet34_fcn(cfg: TrainConfig) -> ResNet34FCN:
-    return ResNet34FCN(activation=cfg.activation, width=cfg.width, skips=cfg.skips,
+def build_resnet34_fcn(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> ResNet34FCN:
+    return ResNet34FCN(num_classes=num_classes, activation=cfg.activation, width=cfg.width, skips=cfg.skips,
                        pretrained=cfg.pretrained, pretrained_path=cfg.pretrained_path)

@@ -1,6 +1,6 @@
 """What the config needs to know about each architecture, without importing torch: a torch-free spec.
 
-`seg.config` validates `arch` and `image_size` against this table, so validating a search space never imports
+`seg.config` validates `arch`, `encoder` and `image_size` against these tables, so validating a search space never imports
 torch or builds a model. The builders live beside it in `seg.models.registry`; a test checks that both tables
 name the same architectures.
 """
@@ -22,4 +22,17 @@ ARCHS: dict[str, ArchSpec] = {
     "fcn_dilated": ArchSpec(8, "dilated FCN, paper model 5a (Table 1); three stride-2 convs", min_size=40),
     "resnet34_fcn": ArchSpec(32, "ResNet-34 trunk + deconv decoder, paper model 5b (Table 2)"),
     "unet": ArchSpec(16, "U-Net, paper model 5c (Table 3); four 2x2 pools"),
+    # segmentation_models_pytorch decoders over an ImageNet encoder (cfg.encoder); seg.models.smp
+    "smp_unet": ArchSpec(32, "segmentation_models_pytorch Unet on cfg.encoder", min_size=32),
+    "smp_fpn": ArchSpec(32, "segmentation_models_pytorch FPN on cfg.encoder", min_size=32),
+    "smp_deeplabv3plus": ArchSpec(32, "segmentation_models_pytorch DeepLabV3+ on cfg.encoder", min_size=32),
 }
+SMP_ARCHS = tuple(a for a in ARCHS if a.startswith("smp_"))
+
+# Encoders the config accepts by name (tests/test_models.py checks segmentation_models_pytorch knows them all);
+# any timm model also works as `tu-<timm name>` (checked when the model is built).
+SMP_ENCODERS = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
+    "efficientnet-b0", "efficientnet-b1", "efficientnet-b2", "efficientnet-b3", "efficientnet-b4",
+    "mit_b0", "mit_b1",
+)  # fmt: skip

@@ -172,5 +172,5 @@ class UNet(nn.Module):
         return logits  # (B, 21, H, W)
 
 
-def build_unet(cfg: TrainConfig) -> UNet:
-    return UNet(activation=cfg.activation, width=cfg.width, padding=cfg.padding)
+def build_unet(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> UNet:
+    return UNet(num_classes=num_classes, activation=cfg.activation, width=cfg.width, padding=cfg.padding)

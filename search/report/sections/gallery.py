@@ -11,11 +11,10 @@ import pandas as pd
 
 from search.report.html import e, empty, fmt
 from search.report.images import image_jpeg, mask_png, overlay
-from search.report.load import ReportData, display_order, load_masks
+from search.report.load import ReportData, class_info, display_order, load_masks
 from search.report.values import finite, scalar
 from search.vocab import FIXED
-from seg.data.classes import IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES
-from seg.data.voc import VOC_PALETTE
+from seg.data.classes import IGNORE_INDEX
 
 GALLERY_TOP = 6  # searched trials in the gallery, after the fixed ones
 VOID_LABEL = "void (not scored)"
@@ -35,7 +34,7 @@ class GalleryInfo(NamedTuple):
     ids: list[str]  # val image ids, one column each
     reference: list[list[str]]  # per id: [image, ground truth, ground truth on the image] data URIs
     rows: list[GalleryRow]
-    legend: list[tuple[str, tuple[int, int, int]]]  # (class, RGB) in the VOC palette, void last
+    legend: list[tuple[str, tuple[int, int, int]]]  # (class, RGB) in the experiment's palette, void last
     unreadable: int  # masks files that could not be read
 
 
@@ -55,16 +54,18 @@ def gallery_trials(data: ReportData) -> list[pd.Series]:
     return fixed + top
 
 
-def prediction_cell(image: np.ndarray | None, mask: np.ndarray) -> list[str]:
+def prediction_cell(image: np.ndarray | None, mask: np.ndarray, palette: np.ndarray) -> list[str]:
     """The mask in the palette, and the mask on its image when the sizes agree."""
     on_image = image is not None and image.shape[:2] == mask.shape
-    return [mask_png(mask), *([image_jpeg(overlay(image, mask))] if on_image else [])]
+    return [mask_png(mask, palette), *([image_jpeg(overlay(image, mask, palette))] if on_image else [])]
 
 
-def gallery_row(r: pd.Series, m: dict[str, np.ndarray], ids: list[str], ref_images: np.ndarray) -> GalleryRow:
+def gallery_row(r: pd.Series, m: dict[str, np.ndarray], ids: list[str], ref_images: np.ndarray,
+                palette: np.ndarray) -> GalleryRow:
     where = {str(i): k for k, i in enumerate(m["ids"])}
     images = m.get("images", ref_images)  # a searched image_size gives each trial its own images
-    cells = [None if where.get(i) is None else prediction_cell(images[where[i]], m["pred"][where[i]]) for i in ids]
+    cells = [None if where.get(i) is None else prediction_cell(images[where[i]], m["pred"][where[i]], palette)
+             for i in ids]
     epoch = int(m["epoch"]) if "epoch" in m and np.size(m["epoch"]) == 1 else None
     return GalleryRow(str(r["trial_id"]), str(r["label"]), str(r["kind"]), scalar(r["best_val_miou"]), epoch, cells)
 
@@ -81,14 +82,16 @@ def info(data: ReportData) -> GalleryInfo:
     if ref is None:
         return nothing("The masks files could not be read (see the log).")
     ids = [str(i) for i in ref["ids"]]
+    classes = class_info(data)
+    palette = np.array(classes.palette_256(), dtype=np.uint8)  # (256, 3)
     pairs = zip(ref["images"], ref["gt"])
-    reference = [[image_jpeg(im), mask_png(gt), image_jpeg(overlay(im, gt))] for im, gt in pairs]
-    swatches = [*zip(VOC_CLASSES, VOC_PALETTE[:NUM_CLASSES].tolist()), (VOID_LABEL, VOC_PALETTE[IGNORE_INDEX].tolist())]
+    reference = [[image_jpeg(im), mask_png(gt, palette), image_jpeg(overlay(im, gt, palette))] for im, gt in pairs]
+    swatches = [*zip(classes.names, classes.palette), (VOID_LABEL, palette[IGNORE_INDEX].tolist())]
     return GalleryInfo(
         why_empty=None,
         ids=ids,
         reference=reference,
-        rows=[gallery_row(r, m, ids, ref["images"]) for r, m in loaded],
+        rows=[gallery_row(r, m, ids, ref["images"], palette) for r, m in loaded],
         legend=[(c, tuple(rgb)) for c, rgb in swatches],
         unreadable=len(trials) - len(loaded),
     )

@@ -1,4 +1,4 @@
-"""Per-class test IoU: a heatmap of trials (ranked by val mIoU) against the 21 VOC classes."""
+"""Per-class test IoU: a heatmap of trials (ranked by val mIoU) against the classes (VOC's 21, or the data's own)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from search.report.html import e, empty, figure
-from search.report.load import ReportData
-from search.vocab import IOU_COLUMNS
-from seg.data.classes import VOC_CLASSES
+from search.report.load import ReportData, class_label, iou_columns_of
 
 MAX_HEATMAP_ROWS = 80
 ROW_PX, BASE_PX, MIN_PX = 22, 160, 300  # figure height: BASE_PX + ROW_PX per trial, at least MIN_PX
@@ -27,14 +25,15 @@ class HeatmapInfo(NamedTuple):
 
 def info(data: ReportData) -> HeatmapInfo:
     lb = data.lb
-    rows = lb[lb[list(IOU_COLUMNS)].notna().any(axis=1)] if len(lb) else lb
+    cols = iou_columns_of(lb)
+    rows = lb[lb[cols].notna().any(axis=1)] if len(lb) and cols else lb.iloc[:0]
     note = ""
     if len(rows) > MAX_HEATMAP_ROWS:
         note = f"Top {MAX_HEATMAP_ROWS} of {len(rows)} trials by val mIoU."
         rows = rows.iloc[:MAX_HEATMAP_ROWS]
-    z = rows[list(IOU_COLUMNS)].to_numpy(dtype=float)
+    z = rows[cols].to_numpy(dtype=float)
     zmax = max(float(np.nanmax(z)), ZMAX_FLOOR) if len(rows) else ZMAX_FLOOR
-    return HeatmapInfo(list(rows["label"]), list(VOC_CLASSES), z.tolist(), zmax, note)
+    return HeatmapInfo(list(rows["label"]), [class_label(data, c) for c in cols], z.tolist(), zmax, note)
 
 
 def render(info: HeatmapInfo) -> str:

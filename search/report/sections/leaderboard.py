@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from search.report.html import e, empty, fmt, status_badge, table
-from search.report.load import ReportData, hyperparameter_columns, varying
+from search.report.load import ReportData, hyperparameter_columns, iou_columns_of, varying
 from search.report.values import finite, present, scalar
-from search.vocab import IOU_COLUMNS, IOU_PREFIX
+from search.vocab import IOU_PREFIX
 
 SCORES = [  # (header, column)
     ("#", "rank"),
@@ -76,7 +76,7 @@ def columns(lb: pd.DataFrame, seeds: bool) -> list[Column]:
     hp = varying(lb, hyperparameter_columns(lb))
     cols = [Column(h, c, "") for h, c in SCORES + (SEED_SCORES if seeds else []) + RUN]
     cols += [Column(c, c, "hp") for c in hp if c != "arch"]
-    cols += [Column(c.removeprefix(IOU_PREFIX), c, "iou") for c in IOU_COLUMNS]
+    cols += [Column(c.removeprefix(IOU_PREFIX), c, "iou") for c in iou_columns_of(lb)]
     return cols + [Column("error", "error", "")]
 
 

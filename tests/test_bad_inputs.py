@@ -97,6 +97,58 @@ def _resize(p: Path) -> None:
     m.resize((m.width + 3, m.height), Image.NEAREST).save(p)
 
 
+FOLDER_SPACE = """
+name: bad
+data: {{dataset: folder, root: {root}, image_size: 32}}
+defaults: {{epochs: 1, batch_size: 4, width: 0.25, device: cpu, cache_dir: {cache}}}
+fixed_trials:
+  base: {{}}
+resources: {{cpus: 1, gpus: 0}}
+"""
+
+
+def folder_case(breaker: Callable[[Path], None]) -> Callable[[Path, Path], list[str]]:
+    """A generated 5-class folder dataset with one thing broken, searched."""
+    def make(tmp: Path, root: Path) -> list[str]:
+        from seg.data.synthetic import make_synthetic_folder
+
+        data = make_synthetic_folder(tmp / "mydata", 5, counts=(4, 2, 2), size=32)
+        (data / ".segtune-synthetic.json").unlink()  # from here on it is the user's own data
+        breaker(data)
+        return run_args(space(tmp, data, FOLDER_SPACE.format(root=data, cache=tmp / "cache")), tmp)
+    return make
+
+
+def _mask_value_5(data: Path) -> None:
+    p = data / "masks" / "000001.png"
+    a = np.array(Image.open(p))
+    a[0, 0] = 7
+    Image.fromarray(a).save(p)
+
+
+def model_folder(tmp: Path, classes: int = 21) -> Path:
+    """A model folder exported from an untrained tiny fcn (seg.export), for the predict cases."""
+    from seg.config import make_config
+    from seg.data.classes import VOC
+    from seg.export import export_state
+    from seg.models import build_model
+
+    cfg = make_config(dict(arch="fcn", width=0.25, image_size=32, device="cpu"))
+    state = {"config": cfg.model_dump(mode="json"), "best_state": build_model(cfg, classes).state_dict(),
+             "classes": VOC.to_yaml_dict(), "best": {}, "epoch": 1}
+    return export_state(state, tmp / "model")
+
+
+def _five_classes(folder: Path) -> None:
+    (folder / "classes.yaml").write_text("names: [background, road, car, person, sky]\n")
+
+
+def _predict(tmp: Path, folder: Path) -> list[str]:
+    image = tmp / "photo.png"
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(image)
+    return [str(folder), str(image), "--out", str(tmp / "pred")]
+
+
 def _include_cycle(tmp: Path, root: Path) -> list[str]:
     base = SPACE.format(root=root, cache=tmp / "cache")
     space(tmp, root, base.replace("name: bad", "name: b").replace("  base: {}", "  include: a.yaml\n  b1: {}"),
@@ -203,6 +255,47 @@ CASES: dict[str, Case] = {
         lambda t, r: run_args(space(t, r, edit=("cpus: 1", "cpus: 64")), t),
         ["space.yaml", "resources.cpus", "asks for 64 CPUs", "lower resources.cpus"], "lower resources.cpus",
         subprocess=True, needs_ray=True),
+    "folder-mask-value": Case(
+        "folder dataset: a mask value outside classes.yaml",
+        folder_case(_mask_value_5),
+        ["space.yaml", "data:", "mydata/masks/000001.png", "values [7]", "0..4", "mydata/classes.yaml"],
+        "masks hold the indices of the names in classes.yaml (and its ignore_index)"),
+    "folder-mask-no-image": Case(
+        "folder dataset: a mask with no image", folder_case(lambda d: (d / "images" / "000001.jpg").unlink()),
+        ["space.yaml", "mydata/masks/000001.png", "has no image", "000001.*"], "add the image or remove the mask"),
+    "folder-image-no-mask": Case(
+        "folder dataset: an image with no mask", folder_case(lambda d: (d / "masks" / "000002.png").unlink()),
+        ["space.yaml", "mydata/images/000002.jpg", "has no mask", "masks/000002.png"],
+        "add the mask or remove the image"),
+    "folder-no-classes": Case(
+        "folder dataset: classes.yaml missing", folder_case(lambda d: (d / "classes.yaml").unlink()),
+        ["space.yaml", "mydata/classes.yaml does not exist", "names: [background, ...]"],
+        "write classes.yaml: names (index = position), optional palette and ignore_index"),
+    "folder-bad-classes": Case(
+        "folder dataset: classes.yaml malformed",
+        folder_case(lambda d: (d / "classes.yaml").write_text("names: background\npalette: [[0, 0, 0]]\n")),
+        ["space.yaml", "mydata/classes.yaml: names", "expected a list of class names", "'background'"],
+        "list the names: names: [background, road, ...]"),
+    "unknown-encoder": Case(
+        "unknown smp encoder",
+        lambda t, r: run_args(space(t, r, edit=("  base: {}", "  base: {arch: smp_unet, encoder: resnet19}")), t),
+        ["space.yaml", "fixed_trials.base.encoder", "unknown encoder 'resnet19'", "did you mean 'resnet18'",
+         "tu-<timm model name>"], "use a listed encoder, or tu-<timm model name>"),
+    "predict-not-a-model": Case(
+        "`seg.predict`: a folder that is not a model", lambda t, r: _predict(t, t),
+        ["is not a segtune model folder (no model.json)", "python -m search.export"],
+        "pass the folder search.export (or seg.train's <out>/model) wrote", program="seg.predict"),
+    "predict-no-weights": Case(
+        "`seg.predict`: an export folder without weights",
+        lambda t, r: _predict(t, _unlinked(model_folder(t), "weights.safetensors")),
+        ["model has no weights.safetensors", "re-export it", "python -m search.export"],
+        "re-export the trial with python -m search.export", program="seg.predict"),
+    "predict-class-count": Case(
+        "`seg.predict`: a model trained for another class count",
+        lambda t, r: _predict(t, _edited(model_folder(t), _five_classes)),
+        ["model/classes.yaml lists 5 classes", "trained for 21"],
+        "use the classes.yaml the model was exported with, or a model trained for these classes",
+        program="seg.predict"),
     "train-bad-value": Case(
         "`seg.train`: a bad value", lambda t, r: ["--set", "lr=fast"],
         ["--set", "lr", "valid number", "'fast'"], "give a number", program="seg.train", subprocess=True),
@@ -219,6 +312,16 @@ CASES: dict[str, Case] = {
         program="seg.train", subprocess=True),
 }
 RAY_CASES = [c for c, case in CASES.items() if case.needs_ray]
+
+
+def _unlinked(folder: Path, name: str) -> Path:
+    (folder / name).unlink()
+    return folder
+
+
+def _edited(folder: Path, edit: Callable[[Path], None]) -> Path:
+    edit(folder)
+    return folder
 
 
 def run_case(case: Case, tmp_path: Path, synthetic_root: Path, capsys) -> tuple[int, str, str]:
@@ -253,7 +356,7 @@ def test_bad_input_gives_one_clear_message(name, tmp_path, synthetic_root, capsy
     assert err.count("error: ") == 1, err  # one message (it may span a few lines: the fix, the expected layout)
     for part in case.expect:
         assert part in err, f"{part!r} not in:\n{err}"
-    if case.program == "seg.train":
+    if case.program in ("seg.train", "seg.predict"):
         assert rc == 2
     if not case.needs_ray:
         assert "Ray" not in out, out  # refused before Ray starts

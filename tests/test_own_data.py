@@ -1,0 +1,279 @@
+"""Your own data and models: folder datasets with any class count, the resize policy, smp models and their
+weights, the exported model folder, and predict; one end-to-end search -> export -> predict on a generated 5-class
+folder dataset with non-square images, whose predictions reproduce the leaderboard's test mIoU.
+
+    pytest tests/test_own_data.py                 # the fast tests (seconds)
+    pytest -m slow tests/test_own_data.py -s      # + the end-to-end search (about a minute; prints both scores)
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from seg.config import make_config
+from seg.data.classes import IGNORE_INDEX, VOC, column_names
+from seg.data.folder import folder_split, read_classes
+from seg.data.resize import fit_mask, valid_size
+from seg.data.synthetic import make_synthetic_folder
+from seg.data.voc import DataError, read_mask
+from seg.metrics import ConfusionMatrix
+from seg.models.spec import SMP_ARCHS, SMP_ENCODERS
+from seg.models.weights import PretrainedWeightsError
+
+REPO = Path(__file__).resolve().parents[1]
+NUM = 5  # classes of the generated folder dataset
+
+
+@pytest.fixture(scope="module")
+def folder_root(tmp_path_factory) -> Path:
+    """A 5-class folder dataset, images about 60x40 (wider than high), 16/6/6 images."""
+    return make_synthetic_folder(tmp_path_factory.mktemp("folder5"), NUM, counts=(16, 6, 6), size=40)
+
+
+def tiny(root: Path, tmp: Path, **kw):
+    return make_config(dict(dataset="folder", data_root=str(root), image_size=32, batch_size=4, epochs=1, width=0.25,
+                            device="cpu", cache_dir=str(tmp / "cache"), num_masks=2, **kw))
+
+
+# ---- classes and the folder layout -------------------------------------------------------------------------
+def test_column_names_are_safe_unique_and_leave_voc_alone():
+    assert column_names(VOC.names) == VOC.names
+    assert column_names(["Traffic light", "traffic-light", "", "Café 2"]) == (
+        "traffic_light", "traffic_light_1", "class2", "caf_2")
+
+
+def test_folder_dataset_reads_its_classes_and_splits(folder_root):
+    classes = read_classes(folder_root)
+    assert classes.num_classes == NUM and classes.names[0] == "background" and len(classes.palette) == NUM
+    sizes = {s: len(folder_split(folder_root, s).ids) for s in ("train", "val", "test", "trainval")}
+    assert sizes == {"train": 16, "val": 6, "test": 6, "trainval": 22}
+    w, h = Image.open(folder_split(folder_root, "test").images[0]).size
+    assert w > h  # non-square on purpose
+
+
+def test_split_fractions_are_seeded_and_disjoint(folder_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "nosplits"
+    shutil.copytree(folder_root, root, ignore=shutil.ignore_patterns("splits"))
+    a = {s: folder_split(root, s, (0.5, 0.25, 0.25), seed=3).ids for s in ("train", "val", "test")}
+    b = {s: folder_split(root, s, (0.5, 0.25, 0.25), seed=3).ids for s in ("train", "val", "test")}
+    assert a == b and sum(map(len, a.values())) == 28
+    assert not set(a["train"]) & set(a["val"]) and not set(a["val"]) & set(a["test"])
+    assert folder_split(root, "train", (0.5, 0.25, 0.25), seed=4).ids != a["train"]
+
+
+def test_pad_policy_keeps_the_aspect_ratio_and_pads_with_void():
+    mask = Image.fromarray(np.ones((40, 60), np.uint8))
+    out = fit_mask(mask, 32, "pad")
+    w, h = valid_size(60, 40, 32, "pad")
+    assert (w, h) == (32, 21) and out.shape == (32, 32)
+    assert (out[:h, :w] == 1).all() and (out[h:] == IGNORE_INDEX).all()
+    assert (fit_mask(mask, 32, "squash") == 1).all()
+
+
+def test_a_dataset_void_value_is_remapped_to_255(tmp_path):
+    from seg.data.classes import ClassInfo, default_palette
+
+    path = tmp_path / "m.png"
+    Image.fromarray(np.array([[0, 1], [9, 2]], np.uint8)).save(path)
+    got = np.asarray(read_mask(path, ClassInfo(("a", "b", "c"), default_palette(3), ignore_index=9)))
+    assert got.tolist() == [[0, 1], [255, 2]]
+    with pytest.raises(DataError, match=r"values \[9\] outside the class indices 0..2 listed in x.yaml"):
+        read_mask(path, ClassInfo(("a", "b", "c"), default_palette(3)), "x.yaml")
+
+
+def test_training_on_a_folder_dataset_reports_its_own_class_columns(folder_root, tmp_path):
+    from seg.train import Trainer
+
+    trainer = Trainer(tiny(folder_root, tmp_path, class_weights="background"))
+    m = next(trainer.epochs())
+    assert trainer.data["train"].images.shape == (16, 3, 32, 32)
+    cols = [k for k in m if k.startswith("iou_")]
+    assert cols == [f"iou_{c}" for c in column_names(read_classes(folder_root).names)] and len(cols) == NUM
+    assert "iou_ellipse_plain" in cols
+    assert trainer.state_dict()["classes"]["names"][0] == "background"
+
+
+# ---- smp models and their weights -----------------------------------------------------------------------------
+def test_the_listed_encoders_are_known_to_smp():
+    from segmentation_models_pytorch.encoders import get_encoder_names
+
+    assert set(SMP_ENCODERS) <= set(get_encoder_names())
+
+
+@pytest.mark.parametrize("arch", SMP_ARCHS)
+def test_smp_models_give_a_head_per_class(arch):
+    from seg.models import build_model
+
+    model = build_model(make_config(dict(arch=arch, image_size=64, width=0.25)), num_classes=NUM).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 64, 96)).shape == (2, NUM, 64, 96)
+    assert model.pretrained_loaded is False
+
+
+def test_smp_pretrained_offline_fails_clearly_and_loads_a_given_file(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from seg.models import build_model
+    from seg.models.smp import cached_weights_path
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # an empty cache; SEGTUNE_OFFLINE is set
+    cfg = make_config(dict(arch="smp_unet", encoder="resnet18", pretrained=True, image_size=32, width=0.25))
+    with pytest.raises(PretrainedWeightsError) as err:
+        build_model(cfg, NUM)
+    msg = str(err.value)
+    assert str(cached_weights_path("resnet18")) in msg and "pretrained=false" in msg and "pretrained_path" in msg
+    assert "no download tried" in msg
+    # a state_dict of the encoder given as pretrained_path is loaded
+    donor = build_model(cfg.model_copy(update={"pretrained": False}), NUM)
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in donor.encoder.state_dict().items()}, str(tmp_path / "enc.safetensors"))
+    model = build_model(cfg.model_copy(update={"pretrained_path": str(tmp_path / "enc.safetensors")}), NUM)
+    assert model.pretrained_loaded is True
+    torch.testing.assert_close(model.encoder.conv1.weight, donor.encoder.conv1.weight, rtol=0, atol=0)
+
+
+def test_resnet34_trunk_downloads_through_torchvision_when_online(tmp_path, monkeypatch):
+    """Online, a missing hub file is fetched through torchvision's weights API (a stand-in here: no network)."""
+    from torchvision.models import resnet34
+
+    from seg.models import resnet_fcn
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.delenv("SEGTUNE_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    class Weights:  # what the real ResNet34_Weights.IMAGENET1K_V1 does: download into the hub cache
+        url = resnet_fcn.WEIGHTS.url
+
+        def get_state_dict(self, progress=False):
+            path = resnet_fcn.hub_weights_path()
+            path.parent.mkdir(parents=True)
+            torch.save(resnet34(weights=None).state_dict(), path)
+
+    monkeypatch.setattr(resnet_fcn, "WEIGHTS", Weights())
+    assert resnet_fcn.ensure_trunk_weights() == resnet_fcn.hub_weights_path()
+
+    class Unreachable(Weights):
+        def get_state_dict(self, progress=False):
+            raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    (tmp_path / "hub").rename(tmp_path / "hub-old")
+    monkeypatch.setattr(resnet_fcn, "WEIGHTS", Unreachable())
+    with pytest.raises(PretrainedWeightsError, match="(?s)downloading it failed.*name resolution.*pretrained=false"):
+        resnet_fcn.ensure_trunk_weights()
+
+
+# ---- export and predict (in process) ----------------------------------------------------------------------------
+def test_export_then_predict_writes_masks_at_each_image_size(folder_root, tmp_path, capsys):
+    from seg.export import load_model
+    from seg.predict import main as predict
+    from seg.train import main as train
+
+    assert train(["--set", "dataset=folder", "--set", f"data_root={folder_root}", "--set", "image_size=32",
+                  "--set", "epochs=1", "--set", "batch_size=4", "--set", "width=0.25", "--set", "device=cpu",
+                  "--set", f"cache_dir={tmp_path / 'cache'}", "--out", str(tmp_path / "run")]) == 0
+    model_dir = tmp_path / "run" / "model"
+    m = load_model(model_dir)
+    assert m.classes.num_classes == NUM and json.loads((model_dir / "model.json").read_text())["resize"] == "pad"
+    assert "test_miou" in (model_dir / "MODEL_CARD.md").read_text()
+    test = folder_split(folder_root, "test")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    capsys.readouterr()
+    rc = predict([str(model_dir), *test.images[:2], str(broken), "--out", str(tmp_path / "pred")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("error: ") == 1 and "broken.jpg" in err  # one clear error, the rest written
+    for path in test.images[:2]:
+        mask = Image.open(tmp_path / "pred" / f"{Path(path).stem}.png")
+        assert mask.mode == "P" and mask.size == Image.open(path).size
+        assert set(np.unique(np.asarray(mask)).tolist()) <= set(range(NUM))
+        assert (tmp_path / "pred" / f"{Path(path).stem}_overlay.jpg").is_file()
+
+
+# ---- end to end: search -> export -> predict reproduces test_miou ------------------------------------------------
+SPACE = """
+name: own
+data: {{dataset: folder, root: {root}, image_size: 32}}
+defaults: {{epochs: 2, batch_size: 8, width: 0.25, device: cpu, num_masks: 2, lr: 3.0e-3, cache_dir: {cache}}}
+fixed_trials:
+  fcn: {{arch: fcn}}
+  unet-r18: {{arch: smp_unet, encoder: resnet18, pretrained: false}}
+params:
+  arch: {{choice: [fcn, smp_fpn]}}
+  lr: {{loguniform: [1.0e-3, 1.0e-2]}}
+budget: {{num_samples: 2, max_concurrent: 2}}
+scheduler: none
+sampler: {{n_startup_trials: 2}}
+resources: {{cpus: 1, gpus: 0}}
+"""
+
+
+def _run(*args: str, threads: int | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if threads:  # the trials trained and scored on one thread (resources.cpus); match it to reproduce them exactly
+        env["OMP_NUM_THREADS"] = str(threads)
+    out = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def _miou(pairs, num_classes: int) -> float:
+    cm = ConfusionMatrix(num_classes, IGNORE_INDEX)
+    for pred, gt in pairs:
+        cm.update(torch.from_numpy(pred.astype(np.int64))[None], torch.from_numpy(gt.astype(np.int64))[None])
+    return cm.compute()["miou"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_search_export_predict_reproduces_the_leaderboards_test_miou(tmp_path):
+    root = make_synthetic_folder(tmp_path / "data", NUM, counts=(24, 8, 8), size=40)
+    space = tmp_path / "own.yaml"
+    space.write_text(textwrap.dedent(SPACE.format(root=root, cache=tmp_path / "cache")))
+    _run("search.run", str(space), "--results", str(tmp_path / "results"), "--no-dashboard", "--num-cpus", "2")
+    exp = tmp_path / "results" / "own"
+    board = pd.read_parquet(exp / "leaderboard.parquet")
+    classes = read_classes(root)
+    iou_cols = [f"iou_{c}" for c in classes.columns]
+    assert [c for c in board.columns if c.startswith("iou_")] == iou_cols  # the data's own classes, not VOC's
+    assert json.loads((exp / "experiment.json").read_text())["classes"]["names"] == list(classes.names)
+    assert set(board["status"]) == {"completed"} and len(board) == 4
+    assert (board["arch"] == "smp_unet").any() and (board["kind"] == "searched").sum() == 2
+    assert "ellipse plain" in (exp / "report.html").read_text()  # the report's legend / heatmap
+
+    _run("search.export", str(exp), "--out", str(tmp_path / "model"))
+    best = board[board["status"] == "completed"].iloc[0]  # the leaderboard is ranked
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["provenance"]["trial"] == best["name"] and meta["num_classes"] == NUM
+
+    test = folder_split(root, "test")
+    _run("seg.predict", str(tmp_path / "model"), *test.images, "--out", str(tmp_path / "pred"), "--training-size",
+         threads=1)
+    train_size, own_size = [], []
+    for i, mask_path in zip(test.ids, test.masks):
+        gt = read_mask(mask_path, classes)
+        pred_train = np.asarray(Image.open(tmp_path / "pred" / "training-size" / f"{i}.png"))
+        train_size.append((pred_train, fit_mask(gt, 32, "pad")))  # as training scored its test split
+        own_size.append((np.asarray(Image.open(tmp_path / "pred" / f"{i}.png")), np.asarray(gt)))
+    at_training_size, at_own_size = _miou(train_size, NUM), _miou(own_size, NUM)
+    print(f"\n{best['name']} ({best['arch']}): leaderboard test_miou {best['test_miou']:.6f}; predicted masks at the "
+          f"training size {at_training_size:.6f}, at each image's own size {at_own_size:.6f}")
+    assert abs(at_training_size - best["test_miou"]) <= 1e-4
+    # an smp trial exports and predicts the same way
+    smp = board[board["arch"] == "smp_unet"].iloc[0]
+    _run("search.export", str(exp), "--trial", smp["name"], "--out", str(tmp_path / "model-smp"))
+    _run("seg.predict", str(tmp_path / "model-smp"), test.images[0], "--out", str(tmp_path / "pred-smp"))
+    assert Image.open(tmp_path / "pred-smp" / f"{test.ids[0]}.png").size == Image.open(test.images[0]).size

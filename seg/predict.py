@@ -26,6 +26,7 @@ from seg.data.resize import fit_image, valid_size
 from seg.data.voc import DataError, read_image
 from seg.export import ExportedModel, ModelFolderError, load_model
 from seg.levers import Levers, resolve_levers
+from seg.train import eval_batch_size
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm")
 OVERLAY_ALPHA = 0.55  # weight of the class colour over the image
@@ -119,7 +120,7 @@ def run(model_dir: str, inputs: list[str], out: Path, batch_size: int | None, de
     out.mkdir(parents=True, exist_ok=True)
     if training_size:
         (out / TRAINING_SIZE_DIR).mkdir(exist_ok=True)
-    batch_size = batch_size or max(m.cfg.batch_size, 32)  # training's evaluation batch
+    batch_size = batch_size or eval_batch_size(m.cfg)  # as training evaluated its splits
     written = 0
     with tqdm(total=len(files), unit="image") as bar:
         for paths in batches(files, batch_size):
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER", help="image files and/or folders of images")
     ap.add_argument("--out", required=True, help="output folder for <name>.png masks and <name>_overlay.jpg")
     ap.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: as training "
-                                                                 "evaluated, max(batch_size, 32))")
+                                                                 "evaluated its splits)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--training-size", action="store_true",
                     help=f"also write the masks at the training size into <out>/{TRAINING_SIZE_DIR}/")

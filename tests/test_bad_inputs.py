@@ -281,6 +281,14 @@ CASES: dict[str, Case] = {
         lambda t, r: run_args(space(t, r, edit=("  base: {}", "  base: {arch: smp_unet, encoder: resnet19}")), t),
         ["space.yaml", "fixed_trials.base.encoder", "unknown encoder 'resnet19'", "did you mean 'resnet18'",
          "tu-<timm model name>"], "use a listed encoder, or tu-<timm model name>"),
+    "no-smp-weights": Case(
+        "`pretrained: true` for an smp encoder with no weights reachable",
+        lambda t, r: run_args(space(t, r, edit=("  base: {}", f"  base: {{arch: smp_unet, encoder: resnet18, "
+                                                              f"pretrained: true, pretrained_path: {t / 'enc.pt'}}}")), t),
+        ["space.yaml", "fixed_trials.base: pretrained: true", "smp_unet (resnet18)", "enc.pt does not exist",
+         "pretrained: false", "--allow-missing-weights"],
+        "put the encoder's weights where the message says (or fix pretrained_path), set pretrained: false, or pass "
+        "--allow-missing-weights"),
     "predict-not-a-model": Case(
         "`seg.predict`: a folder that is not a model", lambda t, r: _predict(t, t),
         ["is not a segtune model folder (no model.json)", "python -m search.export"],

@@ -105,6 +105,31 @@ def test_training_on_a_folder_dataset_reports_its_own_class_columns(folder_root,
     assert trainer.state_dict()["classes"]["names"][0] == "background"
 
 
+def test_the_data_section_names_map_onto_the_registry(tmp_path):
+    from search.space.schema import DataSpec
+    from seg.data.registry import DATASETS
+
+    fields = {d: DataSpec(dataset=d).train_fields() for d in ("voc2007", "voc2012", "folder", "synthetic")}
+    assert {d: (f["dataset"], f["year"]) for d, f in fields.items()} == {
+        "voc2007": ("voc", "2007"), "voc2012": ("voc", "2012"), "folder": ("folder", "2007"),
+        "synthetic": ("synthetic", "2007")}
+    assert {f["dataset"] for f in fields.values()} == set(DATASETS)
+    cfg = make_config(dict(dataset="voc", year="2012", data_root=str(tmp_path), test_split=None, image_size=32))
+    from seg.data.registry import split_files
+
+    with pytest.raises(DataError, match="(?s)VOCdevkit/VOC2012 does not exist.*download: true"):
+        split_files(cfg, "train")  # offline and absent: the layout and the ways to get it
+
+
+def test_synthetic_with_n_classes_is_a_folder_dataset(tmp_path):
+    from seg.data.registry import dataset_classes
+
+    cfg = make_config(dict(dataset="synthetic", synthetic_classes=3, synthetic_counts=(4, 2, 2), synthetic_size=32,
+                           data_root=str(tmp_path / "s3"), image_size=32))
+    assert dataset_classes(cfg).num_classes == 3 and cfg.effective_resize == "pad"
+    assert (tmp_path / "s3" / "classes.yaml").is_file() and (tmp_path / "s3" / "images").is_dir()
+
+
 # ---- smp models and their weights -----------------------------------------------------------------------------
 def test_the_listed_encoders_are_known_to_smp():
     from segmentation_models_pytorch.encoders import get_encoder_names

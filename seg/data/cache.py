@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from seg.config import TrainConfig
 from seg.data.classes import VOC, ClassInfo

@@ -267,6 +267,7 @@ def data_description(data: ReportData) -> str:
     lb, meta = data.lb, data.meta
     dataset = lookup(meta, "dataset", kind=str) or column_value(lb, "dataset") or "unknown data set"
     year = lookup(meta, "year", kind=(str, int)) or column_value(lb, "year")
+    year = year if str(dataset).startswith("voc") else None  # a folder or synthetic set has no VOC year
     size = lookup(meta, "image_size", kind=int) or column_value(lb, "image_size")
     text = f"{dataset}{' ' + str(year) if year and str(year) not in str(dataset) else ''}"
     text += f" at {size}x{size} px" if size and "," not in str(size) else f" at {size} px" if size else ""

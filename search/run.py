@@ -25,7 +25,7 @@ from search.space import Space, SpaceError, load_space
 from search.tables import format_top, write_tables
 from search.tune.passes import run_fixed_trials, run_searched_trials, run_seed_trials
 from search.tune.session import RaySession
-from search.tune.trainable import RunInfo
+from search.tune.run_info import RunInfo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,10 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         space = with_overrides(load_space(args.space), args)
         joining = args.address is not None
-        check_pretrained_weights(space, args.allow_missing_weights, joining)
+        check_pretrained_weights(space, args.allow_missing_weights or args.synthetic_trials, joining)
         location = locate(space, args.results, args.name, args.fresh, args.workdir)
         with ExperimentLock(location):  # a second run of the same experiment is refused here, before Ray starts
-            facts = prepare_data(space, joining)  # data errors: before Ray starts
+            # data errors: before Ray starts (synthetic trials read no data)
+            facts = {} if args.synthetic_trials else prepare_data(space, joining)
             search(space, location, facts, args)
         return 0
     except SpaceError as e:
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 def search(space: Space, location: Location, facts: dict[str, Any], args: argparse.Namespace) -> None:
     """The passes inside one Ray session, then the tables and the report."""
     with RaySession(args.address, dashboard=not args.no_dashboard, num_cpus=args.num_cpus, debug=args.debug,
-                    dashboard_host=args.dashboard_host) as ray_session:
+                    dashboard_host=args.dashboard_host, num_gpus=args.num_gpus) as ray_session:
         ray_session.check_fits(space)
         exp = open_experiment(space, location, ray_session.info)
         if facts:  # split sizes and the background-everywhere floor (preflight.prepare_data)
@@ -69,7 +70,7 @@ def search(space: Space, location: Location, facts: dict[str, Any], args: argpar
         if classes:  # the leaderboard's iou_<class> columns and the report's legend follow them
             exp.update(classes=classes)
         run = RunInfo(exp_dir=str(exp.dir.resolve()), metric=space.metric, cpus=space.resources.cpus,
-                      gpus=space.resources.gpus)
+                      gpus=space.resources.gpus, synthetic=args.synthetic_trials)
         run_fixed_trials(space, exp, run, verbose=args.verbose)
         run_searched_trials(space, exp, run, verbose=args.verbose)
         run_seed_trials(space, exp, run, verbose=args.verbose)  # pass 3, only with a `seeds:` section
@@ -92,6 +93,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "(default: results/); its files are pushed to the URI as they are written")
     ap.add_argument("--gpus", type=float, default=None, help="override resources.gpus per trial (e.g. 0 on a CPU box)")
     ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of a locally started Ray (default: all)")
+    ap.add_argument("--num-gpus", type=int, default=None,
+                    help="GPUs a locally started Ray declares (default: those it finds); more than there are are "
+                         "logical only, as bench.scale uses with --synthetic-trials")
+    ap.add_argument("--synthetic-trials", action="store_true",
+                    help="train no model: every trial reports made-up learning curves (search/synthetic.py); "
+                         "measures the search's own cost per trial (bench.scale)")
     ap.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard (local Ray only)")
     ap.add_argument("--dashboard-host", default="127.0.0.1",
                     help="address the local Ray dashboard listens on (default 127.0.0.1: this machine only; reach "

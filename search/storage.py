@@ -92,6 +92,12 @@ class Store:
         rel = Path(path).resolve().relative_to(self.local.resolve()).as_posix()
         write_bytes(join(self.uri, rel), Path(path).read_bytes())
 
+    def remove(self, path: str | os.PathLike) -> None:
+        """Delete storage's copy of a file the driver deleted locally (a compacted table fragment)."""
+        if not self.uri:
+            return
+        delete(join(self.uri, Path(path).resolve().relative_to(self.local.resolve()).as_posix()))
+
     def push_all(self, rels: Iterable[str]) -> None:
         for rel in rels:
             for p in sorted(self.local.glob(rel)):

@@ -30,6 +30,7 @@ from seg.config import TrainConfig
 from seg.data.classes import column_names
 
 LEADERBOARD_FILE, HISTORY_FILE = "leaderboard.parquet", "history.parquet"
+FRAGMENTS_DIR = "fragments"  # per-trial fragments of both tables, not yet compacted (search.fragments)
 
 
 SEED_COLUMNS: dict[str, tuple[str, str]] = {
@@ -222,7 +223,7 @@ def build_tables(exp_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(leaderboard, history) of an experiment folder; leaderboard best first: by the seed-group mean of
     best_val_miou where there is one, else by best_val_miou (`ranked`)."""
     exp_dir = Path(exp_dir)
-    provenance = _provenance(exp_dir)
+    provenance = provenance_of(exp_dir)
     records = collect_records(exp_dir)
     iou_cols = experiment_iou_columns(exp_dir, records)
     board = typed_frame([leaderboard_row(r, provenance, iou_cols) for r in records.values()],
@@ -250,7 +251,8 @@ def experiment_iou_columns(exp_dir: Path, records: dict[str, dict[str, Any]]) ->
     return IOU_COLUMNS
 
 
-def _provenance(exp_dir: Path) -> dict[str, Any]:
+def provenance_of(exp_dir: Path) -> dict[str, Any]:
+    """The git commit and package versions experiment.json recorded ({} without it)."""
     try:
         exp = json.loads((exp_dir / "experiment.json").read_text())
     except (OSError, ValueError):
@@ -259,37 +261,28 @@ def _provenance(exp_dir: Path) -> dict[str, Any]:
 
 
 def write_tables(exp_dir: Path) -> tuple[Path, Path]:
-    """Write leaderboard.parquet and history.parquet atomically (tmp file + os.replace)."""
+    """Rebuild leaderboard.parquet and history.parquet from the records, atomically (tmp file + os.replace); the
+    fragments that existed before (search.fragments) are in the rebuild, so they are deleted after it."""
     from seg.atomic import atomic_write
 
+    folded = [p for t in ("leaderboard", "history") for p in fragment_files(exp_dir, t)]
     board, history = build_tables(exp_dir)
     out = []
     for df, name in ((board, LEADERBOARD_FILE), (history, HISTORY_FILE)):
         out.append(atomic_write(Path(exp_dir) / name, lambda tmp, df=df: df.to_parquet(tmp, index=False)))
+    remove_files(folded)
     return out[0], out[1]
 
 
-class TableWriter:
-    """What the search's recorder is handed to keep the tables current: `trial_finished` after each trial's end,
-    `close` at the end of a pass. A failure to write is reported, never raised: the search goes on and the tables
-    are rebuilt from the records at the end (or with `python -m search.tables`)."""
+def fragment_files(exp_dir: Path, table: str) -> list[Path]:
+    """The complete fragments of one table (`leaderboard` or `history`); tmp files of a write in progress start
+    with '.' and are skipped."""
+    return sorted(p for p in (Path(exp_dir) / FRAGMENTS_DIR / table).glob("[!.]*.parquet"))
 
-    def __init__(self, exp_dir: str | Path, publish=lambda path: None):
-        self.exp_dir = Path(exp_dir)
-        self.publish = publish  # pushes a written file to the experiment's storage URI (a no-op locally)
 
-    def trial_finished(self, rec: dict[str, Any]) -> None:
-        self._write()
-
-    def close(self) -> None:
-        self._write()
-
-    def _write(self) -> None:
-        try:
-            for path in write_tables(self.exp_dir):
-                self.publish(path)
-        except Exception as e:  # a table problem must not stop the search; they are regenerated at the end
-            print(f"[segtune] could not update the leaderboard: {type(e).__name__}: {e}", flush=True)
+def remove_files(paths: list[Path]) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
 
 
 TOP_COLUMNS = ("name", "kind", "status", "arch", "activation", "lr", "epochs", "epochs_run", "best_val_miou",

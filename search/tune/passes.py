@@ -21,13 +21,15 @@ from ray import tune
 
 from search import storage
 from search.experiment import Experiment, PassInterrupted
+from search.fragments import TableWriter
 from search.records import collect_records, named_trial_config, pass_records, resume_checkpoints, trial_dirname
 from search.seeds import plan_reruns
 from search.space import Space
-from search.tables import TableWriter
 from search.tune.recorder import TrialRecorder
 from search.tune.searchers import build_scheduler, build_searcher
-from search.tune.trainable import RunInfo, train_trial
+from search.tune.run_info import RunInfo
+from search.tune.synthetic import synthetic_trial
+from search.tune.trainable import train_trial
 from search.vocab import FINAL_STATUSES, FIXED, FIXED_KEY, KIND_KEY, NAME_KEY, SEARCHED, SEED, TRIAL_KEY, rerun_name
 
 
@@ -107,10 +109,12 @@ def fit_pass(pass_name: str, space: Space, exp: Experiment, run: RunInfo, param_
     """One Tune run of a pass: `tune/<pass>/run-<k>/`, k counting the runs of this pass so far."""
     attempt = exp.next_attempt(pass_name)
     run = dataclasses.replace(run, resume=resume, run_storage=storage.join(exp.tune_path(pass_name), f"run-{attempt}"))
-    trainable = tune.with_resources(tune.with_parameters(train_trial, run=run),
+    fn = synthetic_trial if run.synthetic else train_trial  # synthetic: bench.scale, no model
+    trainable = tune.with_resources(tune.with_parameters(fn, run=run),
                                     {"cpu": space.resources.cpus, "gpu": space.resources.gpus})
-    recorder = TrialRecorder(str(exp.dir.resolve()), pass_name, run, TableWriter(exp.dir, exp.store.push),
-                             attempt=attempt, searched_so_far=searched_so_far, publish=exp.store.push)
+    tables = TableWriter(exp.dir, exp.store.push, exp.store.remove)
+    recorder = TrialRecorder(str(exp.dir.resolve()), pass_name, run, tables, attempt=attempt,
+                             searched_so_far=searched_so_far, publish=exp.store.push)
     run_config = tune.RunConfig(
         name=f"run-{attempt}", storage_path=exp.tune_path(pass_name), verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=space.budget.max_failures),
@@ -121,6 +125,7 @@ def fit_pass(pass_name: str, space: Space, exp: Experiment, run: RunInfo, param_
         tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
     finally:
         recorder.push_journal(force=True)
+        tables.close()  # the pass's fragments compacted into leaderboard.parquet / history.parquet
 
 
 def finish_pass(exp: Experiment, pass_name: str, finished: int, expected: int) -> None:

@@ -20,7 +20,8 @@ from search.faults import kill_after
 from search.provenance import now_iso
 from search.records import (describe_end, dirname_of, final_status, last_exception_line, merge_result, optuna_number,
                             read_record, record_path, split_config, trial_key, write_record)
-from search.tune.trainable import MASKS_FILE, RunInfo
+from search.tune.run_info import RunInfo
+from search.tune.trainable import MASKS_FILE
 from search.vocab import FAILED, RUNNING, SEARCHED
 
 KEPT_CHECKPOINTS = 3  # checkpoint paths a record keeps (Tune keeps 2 per trial; one more in case it is mid-delete)
@@ -29,7 +30,7 @@ JOURNAL_PUSH_S = 30.0  # the Optuna journal is pushed at most this often (and at
 
 
 class TableSink(Protocol):
-    """What the recorder needs of the tables (search.tables.TableWriter): told of every trial that ends."""
+    """What the recorder needs of the tables (search.fragments.TableWriter): told of every trial that ends."""
 
     def trial_finished(self, rec: dict[str, Any]) -> None: ...
 
@@ -118,6 +119,7 @@ class TrialRecorder(tune.Callback):
         print(describe_end(rec), flush=True)
         self.tables.trial_finished(rec)
         self.push_journal()
+        self._records.pop(rec["trial_id"], None)  # final: no more events; keeps the driver's memory flat
         kill_after(self.pass_name, rec["status"])
 
     def _write(self, rec: dict[str, Any]) -> None:

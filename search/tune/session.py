@@ -23,8 +23,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 class RaySession:
     def __init__(self, address: str | None, dashboard: bool = True, num_cpus: int | None = None,
-                 debug: bool = False, dashboard_host: str = "127.0.0.1"):
-        self.address, self.dashboard, self.num_cpus = address, dashboard, num_cpus
+                 debug: bool = False, dashboard_host: str = "127.0.0.1", num_gpus: int | None = None):
+        self.address, self.dashboard, self.num_cpus, self.num_gpus = address, dashboard, num_cpus, num_gpus
         self.debug, self.dashboard_host = debug, dashboard_host
         self.info: dict[str, Any] = {}
         self._started = False
@@ -41,7 +41,7 @@ class RaySession:
                       f"machines; prefer the default 127.0.0.1 and `ssh -L 8265:127.0.0.1:8265 <this host>`",
                       file=sys.stderr)
             # address="local": always a new Ray of our own, never a cluster someone else started on this machine
-            ctx = ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=self.dashboard,
+            ctx = ray.init(address="local", num_cpus=self.num_cpus, num_gpus=self.num_gpus, include_dashboard=self.dashboard,
                            dashboard_host=self.dashboard_host, log_to_driver=self.debug)
         self._started = True
         auth = ray_auth_mode()

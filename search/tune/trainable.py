@@ -17,7 +17,6 @@ import os
 import socket
 import tempfile
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +28,14 @@ from ray import tune
 
 from search.faults import epoch_hooks, hold_after_epoch
 from search import storage
-from search.records import ERROR_KEY, FAILED_AT_KEY, STATE_FILE, STATUS_KEY, dirname_of, split_config, trial_key
+from search.records import ERROR_KEY, FAILED_AT_KEY, STATE_FILE, STATUS_KEY, split_config, trial_key
+from search.tune.run_info import RunInfo
 from search.vocab import COMPLETED, FAILED, FAILED_SCORE, HOST, RUNNING
 from seg.config import ConfigError, make_config
 from seg.data.voc import DataError
 from seg.models.weights import PretrainedWeightsError
 from seg.train import NonFiniteLossError, Trainer
 
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What every trial needs from the driver (absolute paths: Tune changes the working directory)."""
-
-    exp_dir: str
-    metric: str
-    cpus: float
-    gpus: float
-    # segtune trial id -> its recorded checkpoints, newest first: trials a later run of the command resumes
-    resume: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # this run of the pass in Tune's storage (`<storage>/tune/<pass>/run-<k>`): each trial writes what it produces
-    # into its own folder there, which every node and the driver see (never into the driver's own folder)
-    run_storage: str = ""
-
-    def trial_folder(self, config: dict[str, Any], tune_trial_id: str) -> str:
-        return storage.join(self.run_storage, dirname_of(config, tune_trial_id))
 
 
 def train_trial(config: dict[str, Any], run: RunInfo) -> None:

@@ -147,12 +147,14 @@ class TableWriter:
     on and the tables are rebuilt from the records at the end (or with `python -m search.leaderboard`)."""
 
     def __init__(self, exp_dir: str | Path, publish: Callable[[Path], None] = lambda path: None,
-                 unpublish: Callable[[Path], None] = lambda path: None, compact_s: float = COMPACT_S):
+                 unpublish: Callable[[Path], None] = lambda path: None, compact_s: float = COMPACT_S,
+                 clock: Callable[[], float] = time.monotonic):
         self.exp_dir = Path(exp_dir)
         self.publish = publish  # pushes a written file to the experiment's storage URI (a no-op locally)
         self.unpublish = unpublish  # removes a deleted fragment's copy there
         self.compact_s = compact_s
-        self._compacted_at: float | None = None  # monotonic time of the last compaction; None: rebuild first
+        self.clock = clock  # bench.scale drives it at a simulated rate of finished trials
+        self._compacted_at: float | None = None  # clock time of the last compaction; None: rebuild first
         self._provenance = provenance_of(self.exp_dir)
         self._schemas: Schemas | None = None  # from experiment.json's classes, or the first trial's iou_* keys
         self.seconds = 0.0  # time spent writing tables (bench.scale reads it)
@@ -168,13 +170,13 @@ class TableWriter:
             self._schemas = table_schemas(self.exp_dir, rec)
         for path in write_fragments(self.exp_dir, rec, self._provenance, self._schemas):
             self.publish(path)
-        if self._compacted_at is None or time.monotonic() - self._compacted_at >= self.compact_s:
+        if self._compacted_at is None or self.clock() - self._compacted_at >= self.compact_s:
             self._compact()
 
     def _compact(self) -> None:
         before = {t: fragment_files(self.exp_dir, t) for t in TABLES}
         paths = write_tables(self.exp_dir) if self._compacted_at is None else compact(self.exp_dir)
-        self._compacted_at = time.monotonic()
+        self._compacted_at = self.clock()
         for path in paths:
             self.publish(path)
         for path in (p for ps in before.values() for p in ps):

@@ -69,6 +69,15 @@ def delete(location: str) -> None:
         pass
 
 
+def delete_dir(location: str) -> None:
+    """A folder and everything in it (nothing when it is not there)."""
+    fs, path = filesystem(location)
+    try:
+        fs.delete_dir(path)
+    except (FileNotFoundError, OSError):
+        pass
+
+
 class Store:
     """The experiment's storage location beside its local working folder. For a local location the two are the
     same folder and push/pull do nothing."""

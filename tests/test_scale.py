@@ -105,3 +105,32 @@ def test_a_sigkill_mid_write_leaves_readable_tables_equal_to_the_rebuild(tmp_pat
         writer.close()
         live = read_tables(exp)
     assert_same(live, full)
+
+
+def test_a_final_trial_keeps_its_best_weights_not_the_optimizer_state(tiny_cfg, tmp_path):
+    import torch
+
+    from search.records import resume_checkpoints
+    from search.tune.recorder import slim_checkpoints
+    from search.tune.trainable import RESUME_FILE, STATE_FILE, load_checkpoint, save_checkpoint
+    from seg.train import Trainer
+
+    trainer, folders = Trainer(tiny_cfg), []
+    for m in trainer.epochs():  # two epochs, a checkpoint each (as Tune keeps them)
+        folders.append(tmp_path / f"checkpoint_{m['epoch'] - 1:06d}")
+        folders[-1].mkdir()
+        save_checkpoint(trainer, folders[-1])
+    retry = Trainer(tiny_cfg)
+    load_checkpoint(retry, folders[-1])  # a running trial's retry gets everything back
+    assert retry.epoch == 2 and all(torch.equal(a, b) for a, b in zip(
+        retry.optimizer.state_dict()["state"][0].values(), trainer.optimizer.state_dict()["state"][0].values()))
+    full = sum(p.stat().st_size for f in folders for p in f.iterdir())
+    rec = {"checkpoints": [{"epoch": i + 1, "path": str(f)} for i, f in enumerate(folders)]}
+    slim_checkpoints(rec)  # the trial is final
+    assert not folders[0].exists() and not (folders[1] / RESUME_FILE).exists()
+    kept = sum(p.stat().st_size for p in folders[1].iterdir())
+    assert kept < full / 4, (kept, full)  # one checkpoint, without the model and Adam's two moments
+    state = torch.load(rec["best_weights"], weights_only=True)  # what an export reads
+    assert rec["best_weights"] == str(folders[1] / STATE_FILE)
+    assert set(state["best_state"]) == set(trainer.model.state_dict())
+    assert resume_checkpoints(rec) == (str(folders[1]),)

@@ -25,6 +25,7 @@ from search.fragments import TableWriter
 from search.records import collect_records, named_trial_config, pass_records, resume_checkpoints, trial_dirname
 from search.seeds import plan_reruns
 from search.space import Space
+from search.tune.cost import CostMeter
 from search.tune.recorder import TrialRecorder
 from search.tune.searchers import build_scheduler, build_searcher
 from search.tune.run_info import RunInfo
@@ -115,17 +116,37 @@ def fit_pass(pass_name: str, space: Space, exp: Experiment, run: RunInfo, param_
     tables = TableWriter(exp.dir, exp.store.push, exp.store.remove)
     recorder = TrialRecorder(str(exp.dir.resolve()), pass_name, run, tables, attempt=attempt,
                              searched_so_far=searched_so_far, publish=exp.store.push)
+    reporter = progress_table(space, pass_name)
     run_config = tune.RunConfig(
         name=f"run-{attempt}", storage_path=exp.tune_path(pass_name), verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=space.budget.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[recorder, *tracking_callbacks(space, pass_name)], progress_reporter=progress_table(space, pass_name),
+        callbacks=[recorder, *tracking_callbacks(space, pass_name)], progress_reporter=reporter,
     )
+    meter = metered(CostMeter(), recorder, tables, reporter, tune_config)
     try:
         tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
     finally:
         recorder.push_journal(force=True)
         tables.close()  # the pass's fragments compacted into leaderboard.parquet / history.parquet
+        cost = meter.summary(pass_name=pass_name, run=attempt, trials_finished=meter.calls["tables.trial_finished"],
+                             tables_wall_s=round(tables.seconds, 3))
+        exp.update(driver_cost=[*exp.read().get("driver_cost", []), cost])
+
+
+def metered(meter: CostMeter, recorder: TrialRecorder, tables: TableWriter, reporter: tune.ProgressReporter,
+            tune_config: tune.TuneConfig) -> CostMeter:
+    """Time the calls Tune makes into segtune's parts, the searcher and the scheduler (search.tune.cost)."""
+    meter.wrap(recorder, "records", ("on_trial_start", "on_trial_result", "on_checkpoint", "on_trial_complete",
+                                     "on_trial_error"))
+    meter.wrap(tables, "tables", ("trial_finished", "close"))
+    meter.wrap(reporter, "progress", ("should_report", "report"))
+    if tune_config.search_alg is not None:
+        meter.wrap(tune_config.search_alg, "searcher", ("suggest", "on_trial_result", "on_trial_complete"))
+    if tune_config.scheduler is not None:
+        meter.wrap(tune_config.scheduler, "scheduler", ("on_trial_add", "on_trial_result", "on_trial_complete",
+                                                        "on_trial_remove", "choose_trial_to_run"))
+    return meter
 
 
 def finish_pass(exp: Experiment, pass_name: str, finished: int, expected: int) -> None:

@@ -21,7 +21,8 @@ from search.provenance import now_iso
 from search.records import (describe_end, dirname_of, final_status, last_exception_line, merge_result, optuna_number,
                             read_record, record_path, split_config, trial_key, write_record)
 from search.tune.run_info import RunInfo
-from search.tune.trainable import MASKS_FILE
+from search.records import STATE_FILE
+from search.tune.trainable import MASKS_FILE, RESUME_FILE
 from search.vocab import FAILED, RUNNING, SEARCHED
 
 KEPT_CHECKPOINTS = 3  # checkpoint paths a record keeps (Tune keeps 2 per trial; one more in case it is mid-delete)
@@ -115,6 +116,7 @@ class TrialRecorder(tune.Callback):
     def _finish(self, rec: dict[str, Any], trial) -> None:
         rec["finished_at"] = now_iso()
         self._fetch_masks(rec, trial)
+        slim_checkpoints(rec)
         self._write(rec)
         print(describe_end(rec), flush=True)
         self.tables.trial_finished(rec)
@@ -136,12 +138,28 @@ class TrialRecorder(tune.Callback):
         storage.write_bytes(str(local), data)
         self.publish(local)
         rec["masks"] = f"masks/{rec['trial_id']}.npz"
+        storage.delete(storage.join(self.run.run_storage, dirname_of(trial.config, trial.trial_id), MASKS_FILE))
 
     def push_journal(self, force: bool = False) -> None:
         journal = Path(self.exp_dir) / "optuna-journal.log"
         if journal.is_file() and (force or time.monotonic() - self._journal_pushed > JOURNAL_PUSH_S):
             self.publish(journal)
             self._journal_pushed = time.monotonic()
+
+
+def slim_checkpoints(rec: dict[str, Any]) -> None:
+    """A final trial keeps what export and the report need, not what a retry would: its newest checkpoint without
+    RESUME_FILE (model and optimizer state), so STATE_FILE holds the best weights (`best_state`), config and scores;
+    the older checkpoints go. The record names what is left (`checkpoints`, `best_weights`)."""
+    kept = rec.get("checkpoints") or []
+    if not kept:
+        return
+    *older, newest = kept
+    for c in older:
+        storage.delete_dir(c["path"])
+    storage.delete(storage.join(newest["path"], RESUME_FILE))
+    rec["checkpoints"] = [{**newest, "slim": True}]
+    rec["best_weights"] = storage.join(newest["path"], STATE_FILE)
 
 
 def local_error_text(trial) -> str | None:

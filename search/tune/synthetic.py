@@ -17,6 +17,7 @@ from search.records import STATUS_KEY, split_config, trial_key
 from search.synthetic import synthetic_epochs
 from search.tune.run_info import RunInfo
 from search.vocab import COMPLETED, HOST, RUNNING
+from seg.atomic import atomic_write_text
 
 CHECKPOINT_FILE = "synthetic_state.json"  # inside each Tune checkpoint: the epoch reached
 
@@ -32,7 +33,7 @@ def synthetic_trial(config: dict[str, Any], run: RunInfo) -> None:
     for metrics in synthetic_epochs(fields, trial_id, epochs, start):
         status = COMPLETED if metrics["epoch"] >= epochs else RUNNING
         with tempfile.TemporaryDirectory(prefix="segtune-syn-") as d:
-            (Path(d) / CHECKPOINT_FILE).write_text(json.dumps({"epoch": metrics["epoch"]}))
+            atomic_write_text(Path(d) / CHECKPOINT_FILE, json.dumps({"epoch": metrics["epoch"]}))
             tune.report({**metrics, **placement, STATUS_KEY: status}, checkpoint=tune.Checkpoint.from_directory(d))
 
 

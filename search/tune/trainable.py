@@ -31,11 +31,17 @@ from search import storage
 from search.records import ERROR_KEY, FAILED_AT_KEY, STATE_FILE, STATUS_KEY, split_config, trial_key
 from search.tune.run_info import RunInfo
 from search.vocab import COMPLETED, FAILED, FAILED_SCORE, HOST, RUNNING
+from seg.atomic import atomic_write
 from seg.config import ConfigError, make_config
 from seg.data.voc import DataError
 from seg.models.weights import PretrainedWeightsError
 from seg.train import NonFiniteLossError, Trainer
 
+# Inside each Tune checkpoint directory, two files: STATE_FILE (search.records; what a finished trial keeps: the best
+# weights under `best_state`, the config, epoch, scores, masks: what search.export reads) and RESUME_FILE (model and
+# optimizer of the last epoch: only a retry needs them; the recorder deletes it once the trial is final)
+RESUME_FILE = "resume_state.pt"
+RESUME_KEYS = ("model", "optimizer")
 
 
 def train_trial(config: dict[str, Any], run: RunInfo) -> None:
@@ -69,7 +75,7 @@ def train_trial(config: dict[str, Any], run: RunInfo) -> None:
         for metrics in trainer.epochs():
             status = COMPLETED if metrics["epoch"] >= cfg.epochs else RUNNING
             with tempfile.TemporaryDirectory(prefix="segtune-ckpt-") as d:
-                trainer.save(Path(d) / STATE_FILE)
+                save_checkpoint(trainer, Path(d))
                 if metrics["best_epoch"] == metrics["epoch"] and trainer.best_masks is not None:
                     storage.write_bytes(masks, masks_npz(trainer))
                 tune.report({**metrics, **placement, STATUS_KEY: status},
@@ -129,6 +135,23 @@ def out_of_memory(err: BaseException, fields: dict[str, Any], run: RunInfo,
     return TrialOutOfMemoryError(f"out of memory again after a retry ({share}): {fix}. Last error: {err}")
 
 
+def save_checkpoint(trainer: Trainer, folder: Path) -> None:
+    """The trainer's state as STATE_FILE + RESUME_FILE (see above), each written atomically."""
+    state = trainer.state_dict()
+    resume = {k: state.pop(k) for k in RESUME_KEYS}
+    atomic_write(folder / RESUME_FILE, lambda tmp: torch.save(resume, tmp))
+    atomic_write(folder / STATE_FILE, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(trainer: Trainer, folder: Path) -> None:
+    """Load a checkpoint folder: the two files, or a single full STATE_FILE (as Trainer.save writes it)."""
+    load = lambda name: torch.load(folder / name, map_location=trainer.levers.device, weights_only=True)  # noqa: E731
+    state = load(STATE_FILE)
+    if not all(k in state for k in RESUME_KEYS):
+        state.update(load(RESUME_FILE))  # a slimmed (final) checkpoint has none: it is never resumed
+    trainer.load_state_dict(state)
+
+
 def checkpoint_candidates(checkpoint: tune.Checkpoint | None, recorded: tuple[str, ...]) -> list[tune.Checkpoint]:
     """Where a trial continues from, best first: Tune's own checkpoint (a retry within this run) and the older ones
     Tune kept beside it (CheckpointConfig.num_to_keep); else, for a trial that a later run of the command resumes
@@ -159,7 +182,7 @@ def restore_trainer(trainer, candidates: list[tune.Checkpoint], make_trainer) ->
             trainer = make_trainer()  # a failed load may have left part of the state behind
         try:
             with ckpt.as_directory() as d:
-                trainer.load(Path(d) / STATE_FILE)
+                load_checkpoint(trainer, Path(d))
         except Exception as e:
             failed.append(f"{Path(ckpt.path).name}: {type(e).__name__}: {str(e)[:200]}")
             continue

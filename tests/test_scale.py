@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from browser import SKIP_REASON, find_chromium, render
 from search.fragments import TableWriter, compact, read_tables
 from search.records import write_record
 from search.synthetic import synthetic_record
@@ -134,3 +135,70 @@ def test_a_final_trial_keeps_its_best_weights_not_the_optimizer_state(tiny_cfg, 
     assert rec["best_weights"] == str(folders[1] / STATE_FILE)
     assert set(state["best_state"]) == set(trainer.model.state_dict())
     assert resume_checkpoints(rec) == (str(folders[1]),)
+
+
+# ---- the report of a large experiment -----------------------------------------------------------------------------
+REPORT_TRIALS = 600  # above curves.MAX_CURVE_TRIALS and many leaderboard pages; bench.scale measures 10,000
+REPORT_BUDGET_MB = 25 * REPORT_TRIALS / 10_000 + 6  # 25 MB at 10,000, scaled, plus plotly.js and the fixed parts
+
+
+@pytest.fixture(scope="module")
+def large_report(tmp_path_factory) -> Path:
+    from bench.scale import fabricate
+    from search.report import write_report
+    from search.tables import write_tables
+
+    exp = tmp_path_factory.mktemp("large") / "exp"
+    for rec in fabricate(exp, REPORT_TRIALS):
+        write_record(exp, rec)
+    write_tables(exp)
+    return write_report(exp)
+
+
+def test_a_large_report_pages_the_leaderboard_samples_the_curves_and_stays_in_budget(large_report):
+    import re
+
+    from search.report.sections import curves, leaderboard
+
+    page = large_report.read_text()
+    assert large_report.stat().st_size / 1e6 < REPORT_BUDGET_MB
+    lb = re.search(r'<section id="leaderboard">(.*?)</section>', page, re.S).group(1)
+    assert lb.count("<tr data-status=") == leaderboard.PAGE_ROWS  # one page in the HTML, every row in the JSON
+    assert f"all {REPORT_TRIALS:,} trials" in lb and lb.count('"search-') >= REPORT_TRIALS
+    cv = re.search(r'<section id="curves">(.*?)</section>', page, re.S).group(1)
+    assert f"{REPORT_TRIALS:,} trials: showing" in cv and "random sample of" in cv  # says what is sampled
+    n_traces = cv.count('"legendgroup"')
+    assert n_traces <= 4 * (curves.TOP_CURVES + curves.SAMPLE_CURVES + 10)
+
+
+@pytest.mark.skipif(find_chromium() is None, reason=SKIP_REASON)
+def test_a_large_report_renders_in_chromium_and_its_pager_and_filters_work(large_report, tmp_path):
+    import json
+    import re
+
+    script = """<script>window.addEventListener('load', function () {
+      var out = {}, rows = function () { return document.getElementById('lb-table').tBodies[0].rows; };
+      document.querySelector('.pager [data-page="1"]').click();
+      out.page2 = document.querySelector('.pager .page').textContent; out.first = rows()[0].cells[0].textContent;
+      var st = document.querySelector('[data-filter=status]'); st.value = 'failed'; st.dispatchEvent(new Event('change'));
+      out.failed = Array.prototype.map.call(rows(), function (r) { return r.dataset.status; });
+      out.shown = document.querySelector('.controls .shown').textContent;
+      document.documentElement.setAttribute('data-interact', JSON.stringify(out));
+    });</script>"""
+    page = tmp_path / "report.html"
+    page.write_text(large_report.read_text().replace("</body>", script + "</body>"))
+    res = render(page, budget_ms=10000, timeout=300)
+    tag = re.search(r"<html[^>]*>", res.dom).group(0)
+    assert 'data-js-errors=""' in tag and 'data-report-ready="1"' in tag, tag
+    for fig in ("fig-curves", "fig-parcoords", "fig-importance", "fig-efficiency", "fig-cost"):
+        start = res.dom.index(f'id="{fig}"')
+        assert 'class="main-svg"' in res.dom[start:start + 200_000], f"{fig} did not render"
+    out = json.loads(re.search(r'data-interact="([^"]*)"', res.dom).group(1).replace("&quot;", '"'))
+    assert out["page2"].startswith("page 2 of ") and out["first"] == str(leaderboard_rows_per_page() + 1)
+    assert out["failed"] and set(out["failed"]) == {"failed"} and out["shown"].endswith(f"of {REPORT_TRIALS} trials")
+
+
+def leaderboard_rows_per_page() -> int:
+    from search.report.sections.leaderboard import PAGE_ROWS
+
+    return PAGE_ROWS

@@ -1,6 +1,9 @@
 """Learning curves (the paper's Figures 1-7): train/val loss, val mIoU and val pixel accuracy per epoch, one
 colour per trial, pruned and failed trials dashed and marked where they stopped; a selector shows groups of trials
-(the page's script restyles the figure, assets/report.js)."""
+(the page's script restyles the figure, assets/report.js).
+
+Up to MAX_CURVE_TRIALS trials every trial has its curves; beyond that (a search of thousands) the figure holds the
+fixed trials, the TOP_CURVES best and a seeded random sample of SAMPLE_CURVES of the others, and says so."""
 
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ from search.report.load import CURVE_METRICS, ReportData, display_order, fixed_i
 from search.report.values import scalar
 from search.vocab import FAILED, PRUNED, RUNNING
 
-MAX_CURVE_TRIALS = 200  # traces: 4 per trial
+MAX_CURVE_TRIALS = 200  # traces: 4 per trial; more trials than this: fixed + top + a sample
+TOP_CURVES = 25  # the best trials by rank, when sampling
+SAMPLE_CURVES = 100  # of the other trials, drawn at random (SAMPLE_SEED), when sampling
+SAMPLE_SEED = 0
 LOG_LOSS_RATIO = 1e3  # loss panels switch to a log axis when the largest loss is this many times the smallest
 LOSS_PANELS = ("train_loss", "val_loss")  # the top row; a diverged trial would flatten every other curve
 TOP_GROUP = 5  # "fixed trials + top 5"
@@ -48,14 +54,32 @@ def trial_list(data: ReportData) -> list[tuple[str, str, str]]:
     lb, hist = data.lb, data.hist
     order = display_order(lb)
     order = order[order["trial_id"].isin(set(hist["trial_id"]))]
-    trials = [(r["trial_id"], r["label"], r["status"]) for _, r in order.iterrows()]
+    trials = list(zip(order["trial_id"], order["label"], order["status"]))
     for t in sorted(set(hist["trial_id"]) - set(order["trial_id"])):  # in the history, not yet on the leaderboard
         name = str(hist.loc[hist["trial_id"] == t, "name"].iloc[0]) if "name" in hist else t
         trials.append((t, name, RUNNING))
     return trials
 
 
-def groups(data: ReportData, trials: list[tuple[str, str, str]]) -> dict[str, list[str]]:
+def sampled(data: ReportData, trials: list[tuple[str, str, str]]) -> tuple[list[tuple[str, str, str]], str, list[str]]:
+    """All trials, or (beyond MAX_CURVE_TRIALS) the fixed ones, the top TOP_CURVES and a random sample of the
+    rest, in display order; the sentence that says which; the sampled ids."""
+    if len(trials) <= MAX_CURVE_TRIALS:
+        return trials, "", []
+    fixed = fixed_ids(data.lb)
+    ranked_ids = [t for t in data.lb["trial_id"] if t not in fixed]
+    top = set(ranked_ids[:TOP_CURVES])
+    rest = sorted(t for t, *_ in trials if t not in fixed and t not in top)
+    sample = set(np.random.default_rng(SAMPLE_SEED).choice(rest, min(SAMPLE_CURVES, len(rest)), replace=False))
+    keep = [tr for tr in trials if tr[0] in fixed or tr[0] in top or tr[0] in sample]
+    n_fixed = sum(tr[0] in fixed for tr in keep)
+    note = (f"{len(trials):,} trials: showing {len(keep)}: the {n_fixed} fixed trials, the top {len(top)} by val mIoU "
+            f"and a random sample of {len(sample)} of the other {len(rest):,} (seed {SAMPLE_SEED}; 'sample' in the "
+            f"selector). Every trial is in the leaderboard, the hyperparameter plots and search efficiency.")
+    return keep, note, [tr[0] for tr in keep if tr[0] in sample]
+
+
+def groups(data: ReportData, trials: list[tuple[str, str, str]], sample: list[str] = ()) -> dict[str, list[str]]:
     shown = {t for t, *_ in trials}
     fixed = fixed_ids(data.lb)
     fixed_shown = [t for t, *_ in trials if t in fixed]
@@ -65,7 +89,8 @@ def groups(data: ReportData, trials: list[tuple[str, str, str]]) -> dict[str, li
         "fixed trials": fixed_shown,
         "top 10": by_rank[:10],
         "pruned trials": [t for t, _, s in trials if s == PRUNED],
-        "all trials": [t for t, *_ in trials],
+        **({"sample": sample} if sample else {}),
+        "all shown" if sample else "all trials": [t for t, *_ in trials],
     }
     return {k: v for k, v in out.items() if v}
 
@@ -83,10 +108,7 @@ def info(data: ReportData) -> CurvesInfo:
     hist = data.hist
     if hist.empty:
         return CurvesInfo([], {}, [], 1, "")
-    trials, note = trial_list(data), ""
-    if len(trials) > MAX_CURVE_TRIALS:
-        note = f"Showing the fixed trials and the top {MAX_CURVE_TRIALS} of {len(trials)} trials by val mIoU."
-        trials = trials[:MAX_CURVE_TRIALS]
+    trials, note, sample = sampled(data, trial_list(data))
     colors = {t: COLORS[i % len(COLORS)] for i, t in enumerate(display_order(data.lb)["trial_id"])}
     curves = []
     for tid, label, status in trials:
@@ -94,7 +116,7 @@ def info(data: ReportData) -> CurvesInfo:
         values = {col: h[col].tolist() for col in CURVE_METRICS}
         curves.append(Curve(tid, str(label), str(status), colors.get(tid, OTHER_COLOR), h["epoch"].tolist(), values))
     dtick = max(1, round(hist["epoch"].max() / TARGET_TICKS)) if hist["epoch"].notna().any() else 1
-    return CurvesInfo(curves, groups(data, trials), log_panels(hist), int(scalar(dtick)), note)
+    return CurvesInfo(curves, groups(data, trials, sample), log_panels(hist), int(scalar(dtick)), note)
 
 
 def add_curve(fig: go.Figure, c: Curve, visible: bool) -> None:

@@ -48,9 +48,12 @@ def gallery_trials(data: ReportData) -> list[pd.Series]:
     have = lambda r: data.masks_file(r["trial_id"]).is_file()  # noqa: E731
     fixed = [r for _, r in display_order(lb[lb["kind"] == FIXED]).iterrows() if have(r)]
     fixed_ids = {r["trial_id"] for r in fixed}
-    top = [
-        r for _, r in lb.iterrows() if r["trial_id"] not in fixed_ids and have(r) and finite(r["best_val_miou"])
-    ][:GALLERY_TOP]
+    top = []
+    for _, r in lb[lb["best_val_miou"].notna() & ~lb["trial_id"].isin(fixed_ids)].iterrows():  # ranked: stop early
+        if len(top) == GALLERY_TOP:
+            break
+        if have(r) and finite(r["best_val_miou"]):
+            top.append(r)
     return fixed + top
 
 
@@ -120,5 +123,6 @@ def render(info: GalleryInfo) -> str:
         f'<div class="legend">{legend}</div>{note}<div class="tablewrap tall"><table id="gallery-table" '
         f'class="gallery"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
         '<p class="hint">Top row: the val image, its ground truth, and the ground truth on the image. Trial rows: '
-        "the prediction of the best-val-mIoU checkpoint (Figure 8) and the prediction on the image (Figure 9).</p>"
+        "the prediction of the best-val-mIoU checkpoint (Figure 8) and the prediction on the image (Figure 9). "
+        f"The trials shown: the fixed ones, then the {GALLERY_TOP} best others with masks.</p>"
     )

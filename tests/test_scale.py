@@ -68,6 +68,19 @@ def test_compaction_folds_fragments_without_the_records(tmp_path):
     assert_same(read_tables(tmp_path), build_tables(tmp_path))
 
 
+def test_the_leaderboard_command_rebuilds_and_imports_neither_ray_nor_torch(tmp_path):
+    for rec in records(6):
+        write_record(tmp_path, rec)
+    code = ("import sys; from search.leaderboard import main; rc = main([sys.argv[1]]); "
+            "heavy = [m for m in ('ray', 'torch', 'optuna') if m in sys.modules]; "
+            "assert not heavy, heavy; sys.exit(rc)")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "8 trials" in res.stdout  # 6 searched + 2 seed reruns
+    assert_same(read_tables(tmp_path), build_tables(tmp_path))
+
+
 WRITER = """
 import sys
 from pathlib import Path
@@ -202,3 +215,26 @@ def leaderboard_rows_per_page() -> int:
     from search.report.sections.leaderboard import PAGE_ROWS
 
     return PAGE_ROWS
+
+
+# ---- bench.scale ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_bench_scale_smoke(tmp_path):
+    """The smallest sizes end to end: a real synthetic search through search.run (local Ray, 64 GPUs declared),
+    segtune's parts driven directly, the JSON and its table (under a minute on 2 cores)."""
+    import json
+
+    out = tmp_path / "scale.json"
+    cmd = [sys.executable, "-m", "bench.scale", "--sizes", "12", "--parts-sizes", "40", "--concurrent", "4",
+           "--work", str(tmp_path / "work"), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    report = json.loads(out.read_text())
+    (search,), (parts,) = report["searches"], report["parts"]
+    assert search["rc"] == 0 and search["trials_finished"] == 12, search
+    cost = search["per_trial_cpu_s"]
+    assert {"records", "tables", "progress", "searcher", "tune_own", "segtune"} <= set(cost)
+    assert cost["segtune"] == pytest.approx(cost["records"] + cost["tables"] + cost["progress"], rel=1e-2, abs=1e-4)
+    assert search["report_mb"] > 0 and parts["size"] == 40 and parts["report_mb"] > 0
+    assert "| 12 | real Tune |" in res.stdout and "| 40 | parts |" in res.stdout

@@ -3,7 +3,7 @@ pandas session, a resumed run) sees the old file or the whole new one, never a p
 
 The data is written to a temporary file next to the target (same folder, so the rename stays on one filesystem),
 flushed to disk, then `os.replace`d over the target. A process killed before the rename leaves the old file and
-a `.<name>.tmp-*` file that a later write of the same target removes once it is stale.
+a `.<name>.tmp-*` file that a later write into the same folder removes once it is stale.
 
 Test-only fault injection: `SEGTUNE_FAULT=kill_before_rename:<file name>[:<n>]` SIGKILLs the writing process
 between writing the temporary file and the rename, at the n-th write of that file name in this process (default 1);
@@ -61,14 +61,21 @@ def _fsync(path: Path) -> None:
 
 
 STALE_TMP_SECONDS = 600
+_SCANNED: dict[str, float] = {}  # folder -> monotonic time this process last looked in it for stale tmp files
 
 
 def _remove_stale_tmp(path: Path) -> None:
     """Remove `.<name>.tmp-*` files of writers that were killed (older than any write takes; another host's
-    writer may be using a young one on a shared filesystem)."""
+    writer may be using a young one on a shared filesystem). Listing a folder costs as much as it has files (a
+    10,000-trial search's trials/), so each folder is looked in at most once every STALE_TMP_SECONDS per process,
+    for every stale tmp file in it: a leftover is younger than that when last seen, so none is missed for long."""
     import time
 
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+    folder = str(path.parent)
+    if time.monotonic() - _SCANNED.get(folder, -STALE_TMP_SECONDS) < STALE_TMP_SECONDS:
+        return
+    _SCANNED[folder] = time.monotonic()
+    for stale in path.parent.glob(".*.tmp-*"):
         try:
             if time.time() - stale.stat().st_mtime > STALE_TMP_SECONDS:
                 stale.unlink()

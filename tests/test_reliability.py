@@ -60,8 +60,10 @@ def test_a_writer_killed_before_the_rename_leaves_the_old_file(tmp_path):
     assert proc.returncode == -9  # SIGKILLed between writing the tmp file and the rename
     assert json.loads(target.read_text()) == {"version": 1}
     (leftover,) = tmp_path.glob(".board.json.tmp-*")
-    os.utime(leftover, (0, 0))  # an old leftover of a killed writer is removed by the next write
-    atomic_write_text(target, "{}")
+    os.utime(leftover, (0, 0))  # an old leftover of a killed writer is removed by the next process writing there
+    # (a process looks in a folder at most every STALE_TMP_SECONDS: listing trials/ at every write grew with it)
+    code = f"from seg.atomic import atomic_write_text; atomic_write_text({str(target)!r}, '{{}}')"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60, check=True)
     assert not list(tmp_path.glob(".board.json.tmp-*")) and target.read_text() == "{}"
 
 

@@ -79,3 +79,24 @@ def render(
             raise RuntimeError(f"chromium --screenshot failed (rc {res.returncode}):\n{res.stderr[-3000:]}")
         shot = screenshot
     return Rendered(dump.stdout, dump.stderr, shot)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python tests/browser.py REPORT.html`: render it; print its size, the page's error flag and how many
+    leaderboard rows are in the DOM (bench.scale's 10,000-trial report is checked this way)."""
+    import re
+    import sys
+
+    page = Path((argv or sys.argv[1:])[0])
+    res = render(page, budget_ms=15000, timeout=600)
+    tag = re.search(r"<html[^>]*>", res.dom).group(0)
+    table = re.search(r'<table id="lb-table".*?</table>', res.dom, re.S)
+    rows = table.group(0).count("<tr data-status") if table else 0
+    ok = 'data-js-errors=""' in tag and 'data-report-ready="1"' in tag and "Uncaught" not in res.log
+    print(f"{page}: {page.stat().st_size / 1e6:.2f} MB; {tag}; {rows} leaderboard rows in the DOM; "
+          f"{'no JavaScript errors' if ok else 'JAVASCRIPT ERRORS'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -243,7 +243,20 @@ def measure_storage(work: Path, timeout: float) -> dict[str, Any]:
     return {"rc": rc, "trials_finished": n, "statuses": statuses, "bytes": sizes,
             "bytes_per_finished_trial": sum(sizes.values()) // max(n, 1),
             "checkpoint_bytes_per_finished_trial": sizes["checkpoints"] // max(n, 1),
-            "experiment": str(exp), "space": board.get("space")}
+            "checkpoint_bytes_per_finished_trial_before": unslimmed_estimate(exp) // max(n, 1),
+            "experiment": str(exp), "space_file": str(space), "name": board.get("name")}
+
+
+def unslimmed_estimate(exp: Path) -> int:
+    """What the kept checkpoints would weigh without slimming (as before issue 17): two per trial, each its
+    trainer_state.pt plus the model and Adam's two moments (3 x the weights, in resume_state.pt)."""
+    import torch
+
+    total = 0
+    for p in exp.glob("tune/*/run-*/*/checkpoint_*/trainer_state.pt"):
+        weights = torch.load(p, weights_only=True)["best_state"]
+        total += 2 * (p.stat().st_size + 3 * sum(t.numel() * t.element_size() for t in weights.values()))
+    return total
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import yaml
 
-from seg.atomic import atomic_write_text
+from seg.atomic import atomic_write, atomic_write_text
 from seg.config import ConfigError, TrainConfig, make_config
 from seg.data.classes import VOC, ClassInfo
 from seg.data.folder import read_classes
@@ -100,9 +100,7 @@ def _write_weights(path: Path, state: dict[str, torch.Tensor], cfg: TrainConfig,
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     meta = {"arch": cfg.arch, "num_classes": str(classes.num_classes)}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

@@ -62,19 +62,20 @@ def exists(location: str) -> bool:
 
 
 def delete(location: str) -> None:
-    fs, path = filesystem(location)
-    try:
-        fs.delete_file(path)
-    except (FileNotFoundError, OSError):
-        pass
+    """A file (nothing when it is not there)."""
+    _remove(location, pafs.FileSystem.delete_file)
 
 
 def delete_dir(location: str) -> None:
     """A folder and everything in it (nothing when it is not there)."""
+    _remove(location, pafs.FileSystem.delete_dir)
+
+
+def _remove(location: str, remove) -> None:
     fs, path = filesystem(location)
     try:
-        fs.delete_dir(path)
-    except (FileNotFoundError, OSError):
+        remove(fs, path)
+    except OSError:  # FileNotFoundError included: already gone is what the caller wanted
         pass
 
 

@@ -71,7 +71,7 @@ def trial_rows(lb: pd.DataFrame) -> dict[str, pd.Series]:
 def value(row: Any, column: str) -> float | None:
     if row is None:
         return None
-    v = scalar(row.get(column)) if hasattr(row, "get") else None
+    v = scalar(row.get(column))  # a leaderboard row (Series) or experiment.json's floor (dict)
     return v if finite(v) else None
 
 

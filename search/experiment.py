@@ -36,6 +36,7 @@ from search import storage
 from search.provenance import git_commit, now_iso, versions
 from search.records import TRIALS_DIR, write_json_atomic
 from search.space import Space, SpaceError, changed_keys
+from search.space.model import read_with_current_code
 from search.storage import Store, is_uri
 
 LOCK_NAME = ".segtune.lock"
@@ -260,6 +261,21 @@ class Experiment:
         return storage.join(self.tune_storage, pass_name)
 
 
+def check_same_space(exp: Experiment, stored: dict[str, Any], space: Space, resolved: dict[str, Any]) -> None:
+    """Refuse a space file edited since the experiment started; accept one that differs only by fields an older
+    segtune did not know (read with their defaults, they compute the same), and store it as this version writes it."""
+    diff = changed_keys(read_with_current_code(stored.get("space", {})), resolved)
+    if diff:
+        raise SpaceError(
+            f"{space.source}: differs from the space experiment {exp.name!r} was started with "
+            f"({exp.json_path}):\n  " + "\n  ".join(diff) +
+            "\nA resumed search cannot change its space: undo the edits, or pass --fresh to start a new "
+            "experiment (the old one is kept).")
+    print(f"experiment {exp.name!r} was started by an older segtune; its space, with this version's defaults for "
+          f"the fields added since, is unchanged")
+    exp.update(space=resolved, space_hash=space.hash)
+
+
 def open_experiment(space: Space, location: Location, cluster: dict[str, Any] | None = None) -> Experiment:
     """A new experiment at `location`, or the existing one to resume (refused if the space file changed since)."""
     exp = Experiment(location.name, location.dir, location.tune_storage, Store(location.uri, location.dir))
@@ -271,12 +287,7 @@ def open_experiment(space: Space, location: Location, cluster: dict[str, Any] | 
     if exp.json_path.is_file():
         stored = exp.read()
         if stored.get("space_hash") != space.hash:
-            diff = changed_keys(stored.get("space", {}), resolved)
-            raise SpaceError(
-                f"{space.source}: differs from the space experiment {exp.name!r} was started with "
-                f"({exp.json_path}):\n  " + "\n  ".join(diff or ["(hash differs)"]) +
-                "\nA resumed search cannot change its space: undo the edits, or pass --fresh to start a new "
-                "experiment (the old one is kept).")
+            check_same_space(exp, stored, space, resolved)
         print(f"resuming experiment {exp.name!r} in {exp.dir} (passes done: "
               f"{[p for p, s in stored.get('passes', {}).items() if s == 'done'] or 'none'})")
         exp.update(resumed_at=[*stored.get("resumed_at", []), now_iso()], finished_at=None, **(cluster or {}))

@@ -145,6 +145,29 @@ def space_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def read_with_current_code(stored: dict[str, Any]) -> dict[str, Any]:
+    """A resolved space stored by an earlier version, read with this version's models: fields added since take
+    their defaults (a new TrainConfig lever, a new sampler setting), renamed keys their new names. An experiment
+    started before a field existed then resumes, since a field at its default computes what the old code did;
+    a field the old space set to something else still differs. Returns `stored` unchanged where it does not
+    validate (the caller then reports the difference as it is)."""
+    out = dict(stored)
+    try:
+        for key in ("defaults",):
+            if isinstance(stored.get(key), dict):
+                out[key] = TrainConfig.model_validate(stored[key]).model_dump(mode="json")
+        if isinstance(stored.get("fixed_trials"), dict):
+            out["fixed_trials"] = {n: TrainConfig.model_validate(c).model_dump(mode="json")
+                                   for n, c in stored["fixed_trials"].items()}
+        for key, spec in (("data", DataSpec), ("budget", BudgetSpec), ("scheduler", SchedulerSpec),
+                          ("sampler", SamplerSpec), ("seeds", SeedsSpec)):
+            if isinstance(stored.get(key), dict):
+                out[key] = spec.model_validate(stored[key]).model_dump()
+    except ValueError:  # pydantic's ValidationError: a field was removed or changed meaning
+        return stored
+    return out
+
+
 def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     """Key paths whose values differ between two resolved spaces, as `path: old -> new` lines."""
     out = []

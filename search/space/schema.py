@@ -98,8 +98,21 @@ class SchedulerSpec(_Strict):
 
 
 class SamplerSpec(_Strict):
-    type: Literal["tpe"] = "tpe"
-    n_startup_trials: int = Field(10, ge=0)  # random trials (fixed trials count) before TPE models the space
+    """How searched configurations are proposed: Optuna's TPE (`kind: tpe`, the default) or plain random sampling
+    (`kind: random`: the baseline every search should beat, and how the learning-curve table is sampled)."""
+
+    kind: Literal["tpe", "random"] = "tpe"
+    n_startup_trials: int = Field(10, ge=0)  # TPE: random trials (fixed trials count) before TPE models the space
+    # TPE: treat trials still running as if they had scored badly, so parallel workers do not all propose the
+    # same region (Optuna's constant_liar). None = on when budget.max_concurrent > 1.
+    constant_liar: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _type_is_kind(cls, v: Any) -> Any:  # `type: tpe`, the key before random sampling existed
+        if isinstance(v, dict) and "type" in v and "kind" not in v:
+            v = {("kind" if k == "type" else k): val for k, val in v.items()}
+        return v
 
 
 class ResourcesSpec(_Strict):

@@ -230,6 +230,15 @@ def build_scheduler(space: Space, records: dict[str, dict[str, Any]]) -> Recorde
     return asha
 
 
+def build_sampler(space: Space, seed: int) -> optuna.samplers.BaseSampler:
+    """The space's Optuna sampler: random, or TPE (with a constant liar while trials run in parallel)."""
+    spec = space.sampler
+    if spec.kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    liar = spec.constant_liar if spec.constant_liar is not None else space.budget.max_concurrent > 1
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.n_startup_trials, constant_liar=liar)
+
+
 def build_searcher(space: Space, exp_dir: Path, searched: dict[str, dict[str, Any]]) -> RecordedFirstSearcher:
     """The searcher of one run of the searched pass: the persisted study, reconciled with the records, with a fresh
     TPE sampler whose seed moves on with the study's size (a restarted RNG with the first run's seed would propose
@@ -237,9 +246,7 @@ def build_searcher(space: Space, exp_dir: Path, searched: dict[str, dict[str, An
     storage = journal_storage(exp_dir)
     study = open_study(space, exp_dir, storage)
     resume = reconcile_study(study, space, searched)
-    sampler = optuna.samplers.TPESampler(seed=space.seed + len(study.trials),
-                                         n_startup_trials=space.sampler.n_startup_trials)
-    study = open_study(space, exp_dir, storage, sampler)
+    study = open_study(space, exp_dir, storage, build_sampler(space, seed=space.seed + len(study.trials)))
     return RecordedFirstSearcher(space.optuna_space, study, space.metric, resume)
 
 

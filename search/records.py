@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from search.vocab import (COMPLETED, FAILED, FINAL_STATUSES, FIXED, FIXED_KEY, KIND_KEY, METRIC_KEYS, NAME_KEY,
-                          OPTUNA_KEY, PRUNED, RUNNING, SEARCHED, TRIAL_KEY, finite)
+                          OPTUNA_KEY, PRUNED, RUNNING, SEARCHED, TRIAL_KEY, finite, objective_key)
 
 TRIALS_DIR = "trials"
 STATE_FILE = "trainer_state.pt"  # the Trainer state inside each checkpoint a record lists (`checkpoints`)
@@ -83,9 +83,9 @@ def merge_result(rec: dict[str, Any], result: dict[str, Any]) -> None:
     for k, v in result.items():
         if k.startswith("segtune_") and k not in NON_METRIC_RESULT_KEYS:
             rec[k.removeprefix("segtune_")] = v
-    metric = rec.get("metric", "val_miou")
-    if metric in result:
-        rec["objective"] = result[metric]  # the value Optuna is told (its last report)
+    key = objective_key(rec.get("metric", "val_miou"))
+    if key in result:
+        rec["objective"] = result[key]  # what Optuna is told when the trial completes
     if result.get(STATUS_KEY) == FAILED:
         rec.update(status=FAILED, error=result.get(ERROR_KEY), error_type="no-retry",
                    failed_at_epoch=result.get(FAILED_AT_KEY))

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from search.records import final_status
-from search.vocab import FAILED, HOST, IOU_COLUMNS, SEARCHED
+from search.vocab import FAILED, HOST, IOU_COLUMNS, SEARCHED, objective_key
 
 ARCH_CEILING = {"fcn": 0.35, "fcn_dilated": 0.40, "resnet34_fcn": 0.55, "unet": 0.50}  # val mIoU reached slowly
 EPOCH_SECONDS = 30.0  # the wall time each synthetic epoch claims (it takes none)
@@ -71,7 +71,7 @@ def synthetic_record(i: int, fields: dict[str, Any], epochs_run: int, kind: str 
         "tune_trials": [{"tune_trial_id": trial_id, "attempt": 0, "num_failures": 0}], "num_failures": 0,
         "checkpoints": [], "optuna_trial": i,
     }
-    rec["objective"] = rec["history"][-1]["val_miou"] if rec["history"] else 0.0
+    rec["objective"] = rec["history"][-1][objective_key("val_miou")] if rec["history"] else 0.0
     if failed:
         rec.update(status=FAILED, error="RuntimeError: synthetic failure", error_type="crash", pruned_at_epoch=None)
     else:

@@ -126,7 +126,8 @@ _LEADERBOARD_TAIL: dict[str, tuple[str, str]] = {
     "gpu_ids": ("string", "GPU ids Ray assigned (comma-separated; CUDA_VISIBLE_DEVICES of the trial)"),
     "gpu_fraction": ("float64", "GPUs requested per trial (resources.gpus)"),
     "num_failures": ("Int64", "crashes Tune retried from the last checkpoint"),
-    "objective": ("float64", "the value Optuna was told (last reported metric; 0.0 for a failed trial)"),
+    "objective": ("float64", "what Optuna is told for a completed trial: best_val_miou for metric val_miou, else the "
+                  "metric (a pruned trial is told PRUNED with its per-epoch values; 0.0 for a failed trial)"),
     "pretrained": ("boolean", "whether ImageNet weights were loaded"),
     **SEED_COLUMNS,  # seed_group, n_seeds, val_miou_mean/std, test_miou_mean/std (null outside seed groups)
 }

@@ -140,18 +140,25 @@ def test_search_end_to_end(tmp_path, synthetic_root, monkeypatch):
 
     # Optuna's study, opened from its journal the way optuna-dashboard opens it: the fixed trials seeded it
     # (diverge as 0.0; noweights says nothing about the params and is left out), then every searched trial was
-    # told its score, the same value the leaderboard records as its objective
+    # told its outcome by Optuna's pruning protocol: each epoch's val_miou an intermediate value, a pruned trial
+    # PRUNED, a completed one COMPLETE with the objective the leaderboard records (its best_val_miou)
     import optuna
 
     journal = optuna.storages.journal.JournalFileBackend(str(exp / "optuna-journal.log"))
     study = optuna.load_study(study_name="segtune", storage=optuna.storages.JournalStorage(journal))
-    assert len(study.trials) == 3 + 6 and all(t.state.name == "COMPLETE" for t in study.trials)
-    values = [t.value for t in study.trials]
-    assert all(np.isfinite(values)) and 0.0 in values
-    told = {t.number: t.value for t in study.trials}
+    assert len(study.trials) == 3 + 6
+    assert 0.0 in [t.value for t in study.trials if t.user_attrs.get("segtune_source") == "fixed trial"]
+    by_number = {t.number: t for t in study.trials}
     for _, row in searched.iterrows():
         rec = json.loads((exp / "trials" / f"{row['trial_id']}.json").read_text())
-        assert told[rec["optuna_trial"]] == pytest.approx(row["objective"])
+        ot = by_number[rec["optuna_trial"]]
+        assert ot.intermediate_values == {h["epoch"]: pytest.approx(h["val_miou"]) for h in rec["history"]}
+        if row["status"] == "pruned":
+            assert ot.state.name == "PRUNED" and ot.last_step == row["pruned_at_epoch"], row["name"]
+        else:
+            assert ot.state.name == "COMPLETE" and ot.value == pytest.approx(row["best_val_miou"]), row["name"]
+            assert ot.value == pytest.approx(row["objective"])
+    assert {t.state.name for t in study.trials} == {"COMPLETE", "PRUNED"}
 
     exp_json = json.loads((exp / "experiment.json").read_text())
     assert exp_json["passes"] == {"fixed": "done", "search": "done"} and exp_json["finished_at"]

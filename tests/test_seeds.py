@@ -200,4 +200,5 @@ def test_trials_validated_on_their_training_images_do_not_seed_tpe(tmp_path):
         assert rec["config"]["train_split"] == split
         (exp_dir / "trials").mkdir(parents=True, exist_ok=True)
         (exp_dir / "trials" / f"t{i}.json").write_text(json.dumps(rec))
-    assert fixed_trial_seeds(space, exp_dir) == [({"lr": 1e-3}, 0.1)]
+    assert [(rec["name"], point, rec["objective"]) for rec, point in fixed_trial_seeds(space, exp_dir)] == [
+        ("a", {"lr": 1e-3}, 0.1)]

@@ -26,7 +26,8 @@ from ray.tune.search import Searcher
 from search.records import collect_records, trial_key
 from search.space import Space
 from search.space.model import OptunaSpace
-from search.vocab import COMPLETED, FAILED, FINAL_STATUSES, FIXED, OPTUNA_KEY, SEARCHED, TRIAL_KEY
+from search.vocab import (COMPLETED, FAILED, FINAL_STATUSES, FIXED, OPTUNA_KEY, PRUNED, SEARCHED, TRIAL_KEY, finite,
+                          objective_key)
 
 STUDY_NAME = "segtune"
 JOURNAL_FILE = "optuna-journal.log"
@@ -56,22 +57,23 @@ def open_study(space: Space, exp_dir: Path, storage: optuna.storages.BaseStorage
                                 direction="maximize", sampler=sampler, load_if_exists=True)
     if not study.user_attrs.get(SEEDED_ATTR):
         seeds = fixed_trial_seeds(space, exp_dir)
-        for point, value in seeds:
+        for rec, point in seeds:
             study.add_trial(optuna.trial.create_trial(
-                params=point, distributions=space.optuna_space.distributions(point), value=value,
-                user_attrs={"segtune_source": "fixed trial"}))
+                params=point, distributions=space.optuna_space.distributions(point), **told(rec),
+                intermediate_values=intermediate_values(rec), user_attrs={"segtune_source": "fixed trial",
+                                                                          "segtune_trial": rec["trial_id"]}))
         study.set_user_attr(SEEDED_ATTR, True)
         if seeds:
             print(f"  TPE seeded with {len(seeds)} fixed trials")
     return study
 
 
-def fixed_trial_seeds(space: Space, exp_dir: Path) -> list[tuple[dict[str, Any], float]]:
-    """(searched values, score) of each finished fixed trial, for the TPE sampler's history.
+def fixed_trial_seeds(space: Space, exp_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(record, searched values) of each finished fixed trial, for the TPE sampler's history.
 
-    Completed trials give their last reported metric; diverged ones the 0.0 they reported. Trials that failed for
-    reasons unrelated to their hyperparameters (missing weights, a crash) are left out, and so are trials validated
-    on images they trained on (e.g. train_split trainval): their score is not comparable."""
+    Completed trials give their objective; diverged ones the 0.0 they reported. Trials that failed for reasons
+    unrelated to their hyperparameters (missing weights, a crash) are left out, and so are trials validated on
+    images they trained on (e.g. train_split trainval): their score is not comparable."""
     seeds = []
     for rec in collect_records(exp_dir).values():
         if rec.get("kind") != FIXED or rec.get("objective") is None or val_in_training(rec["config"]):
@@ -81,7 +83,7 @@ def fixed_trial_seeds(space: Space, exp_dir: Path) -> list[tuple[dict[str, Any],
             continue
         point = space.optuna_space.point(rec["config"])
         if point:
-            seeds.append((point, float(rec["objective"])))
+            seeds.append(({**rec, "status": COMPLETED, "objective": float(rec["objective"])}, point))
     return seeds
 
 
@@ -95,9 +97,9 @@ def reconcile_study(study: optuna.Study, space: Space, searched: dict[str, dict[
     """Bring the study in line with the records of the searched pass (the records win), and return the records of
     the trials that were running when the last driver stopped, to be resumed first, in the order they started.
 
-    A recorded outcome the study lacks is told (the driver died between the record and the tell) or, if the journal
-    never had the trial, added. An Optuna trial still RUNNING that no record names is failed: it was asked, and the
-    driver died before Tune started it."""
+    A recorded outcome the study lacks is told (the driver died between the record and the tell), its per-epoch
+    values first, or, if the journal never had the trial, added. An Optuna trial still RUNNING that no record names
+    is failed: it was asked, and the driver died before Tune started it."""
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     named: set[int] = set()
     resume = []
@@ -111,20 +113,37 @@ def reconcile_study(study: optuna.Study, space: Space, searched: dict[str, dict[
         elif ot is None:
             point = space.optuna_space.point(rec["config"])
             study.add_trial(optuna.trial.create_trial(
-                params=point, distributions=space.optuna_space.distributions(point),
-                state=TrialState.COMPLETE if "values" in _told(rec.get("objective")) else TrialState.FAIL,
-                value=_told(rec.get("objective")).get("values"), user_attrs={"segtune_trial": rec["trial_id"]}))
+                params=point, distributions=space.optuna_space.distributions(point), **told(rec),
+                intermediate_values=intermediate_values(rec), user_attrs={"segtune_trial": rec["trial_id"]}))
         elif ot.state == TrialState.RUNNING:
-            study.tell(ot.number, **_told(rec.get("objective")))
+            trial = optuna.trial.Trial(study, ot._trial_id)  # noqa: SLF001 (Optuna has no public handle by number)
+            for step, value in intermediate_values(rec).items():
+                if step not in ot.intermediate_values:
+                    trial.report(value, step)
+            study.tell(ot.number, **told(rec))
     for ot in trials.values():
         if ot.state == TrialState.RUNNING and ot.number not in named:
             study.tell(ot.number, state=TrialState.FAIL)
     return resume
 
 
-def _told(value: Any) -> dict[str, Any]:
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return {"values": float(value)}
+def intermediate_values(rec: dict[str, Any]) -> dict[int, float]:
+    """A record's per-epoch values of its metric, as Optuna's intermediate values (step = epoch)."""
+    metric = rec.get("metric", "val_miou")
+    return {int(h["epoch"]): float(h[metric]) for h in rec.get("history", []) if finite(h.get(metric))}
+
+
+def told(rec: dict[str, Any]) -> dict[str, Any]:
+    """What the study is told of a finished trial record: COMPLETE with its objective, PRUNED (Optuna then takes
+    the last intermediate value, and TPE ranks pruned trials by the epoch they reached), or FAIL."""
+    if rec.get("status") == PRUNED:
+        return {"state": TrialState.PRUNED}
+    return _value(rec.get("objective"))
+
+
+def _value(value: Any) -> dict[str, Any]:
+    if finite(value):
+        return {"state": TrialState.COMPLETE, "values": [float(value)]}
     return {"state": TrialState.FAIL}  # Optuna refuses NaN; a failed trial without a score says nothing
 
 
@@ -133,15 +152,25 @@ def _told(value: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------------
 class RecordedFirstSearcher(Searcher):
     """Tune Searcher over an Optuna study's ask/tell: hands out the recorded running trials first (same config,
-    same segtune id, their Optuna trial if the journal still has it running), then TPE's suggestions. Pruned trials
-    are told their last score, as Tune's OptunaSearch does; a trial that errored is told FAIL."""
+    same segtune id, their Optuna trial if the journal still has it running), then the sampler's suggestions.
 
-    def __init__(self, optuna_space: OptunaSpace, study: optuna.Study, metric: str, resume: list[dict[str, Any]]):
+    Optuna's pruning protocol: each epoch's `metric` is reported as an intermediate value (step = epoch), a trial
+    ASHA stopped before its epochs is told PRUNED, a completed one COMPLETE with its objective (`objective_key`:
+    best_val_miou for val_miou), one that errored FAIL. `prune_aware=False` is the older protocol, kept for
+    bench.efficiency's comparison: no intermediate values, and a pruned trial told its last score as COMPLETE, as
+    Tune's OptunaSearch does (TPE then models a 1-epoch score as a full-budget result)."""
+
+    def __init__(self, optuna_space: OptunaSpace, study: optuna.Study, metric: str, resume: list[dict[str, Any]],
+                 default_epochs: int, prune_aware: bool = True):
         super().__init__(metric=metric, mode="max")
         self.optuna_space = optuna_space
         self.study = study
+        self.default_epochs = default_epochs
+        self.prune_aware = prune_aware
         self._resume = list(resume)
-        self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
+        self._trials: dict[str, optuna.Trial] = {}  # Tune trial id -> its Optuna trial
+        self._epochs: dict[str, int] = {}  # Tune trial id -> the epochs it was given
+        self._steps: dict[str, set[int]] = {}  # Tune trial id -> epochs already reported to the study
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # the space is the optuna_space; metric and mode are fixed at construction
@@ -154,13 +183,20 @@ class RecordedFirstSearcher(Searcher):
                 self.study.enqueue_trial(self.optuna_space.point(rec["config"]))
                 ot = self.study.ask()
                 self.optuna_space(ot)
-                number = ot.number
-            self._numbers[trial_id] = number
-            return {**rec["config"], TRIAL_KEY: rec["trial_id"], OPTUNA_KEY: number}
+            else:
+                frozen = self.study.get_trials(deepcopy=False)[number]
+                ot = optuna.trial.Trial(self.study, frozen._trial_id)  # noqa: SLF001 (no public handle by number)
+                self._steps[trial_id] = set(frozen.intermediate_values)
+            self._keep(trial_id, ot, rec["config"])
+            return {**rec["config"], TRIAL_KEY: rec["trial_id"], OPTUNA_KEY: ot.number}
         ot = self.study.ask()
         self.optuna_space(ot)  # define-by-run: suggests the active params on `ot`
-        self._numbers[trial_id] = ot.number
+        self._keep(trial_id, ot, ot.params)
         return {**ot.params, OPTUNA_KEY: ot.number}
+
+    def _keep(self, trial_id: str, ot: optuna.Trial, config: dict[str, Any]) -> None:
+        self._trials[trial_id] = ot
+        self._epochs[trial_id] = int(config.get("epochs", self.default_epochs))
 
     # Tune's searcher checkpoint is not needed: the journal and the records are this searcher's state, rebuilt
     # by `build_searcher` on every run (saying so also keeps Tune from warning that save is not implemented).
@@ -170,12 +206,33 @@ class RecordedFirstSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         pass
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        number = self._numbers.pop(trial_id, None)
-        if number is None:
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        ot = self._trials.get(trial_id)
+        value, step = result.get(self.metric), result.get("epoch")
+        if not self.prune_aware or ot is None or not finite(value) or step is None:
             return
-        value = None if error or not result else result.get(self.metric)
-        self.study.tell(number, **_told(value), skip_if_finished=True)
+        steps = self._steps.setdefault(trial_id, set())
+        if int(step) not in steps:  # a retried trial reports its resumed epochs again: once is enough
+            ot.report(float(value), int(step))
+            steps.add(int(step))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        ot = self._trials.get(trial_id)
+        epochs = self._epochs.get(trial_id, self.default_epochs)
+        if ot is None:
+            return
+        if error or not result:
+            outcome = {"state": TrialState.FAIL}
+        elif not self.prune_aware:
+            outcome = _value(result.get(self.metric))
+        elif int(result.get("epoch", 0)) < epochs:
+            self.on_trial_result(trial_id, result)
+            outcome = {"state": TrialState.PRUNED}
+        else:
+            outcome = _value(result.get(objective_key(self.metric)))
+        self.study.tell(ot.number, **outcome, skip_if_finished=True)
+        for kept in (self._trials, self._epochs, self._steps):
+            kept.pop(trial_id, None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -247,7 +304,7 @@ def build_searcher(space: Space, exp_dir: Path, searched: dict[str, dict[str, An
     study = open_study(space, exp_dir, storage)
     resume = reconcile_study(study, space, searched)
     study = open_study(space, exp_dir, storage, build_sampler(space, seed=space.seed + len(study.trials)))
-    return RecordedFirstSearcher(space.optuna_space, study, space.metric, resume)
+    return RecordedFirstSearcher(space.optuna_space, study, space.metric, resume, space.defaults.epochs)
 
 
 __all__ = ["JOURNAL_FILE", "SEARCHED", "RecordedASHA", "RecordedFirstSearcher", "build_scheduler", "build_searcher",

@@ -92,11 +92,15 @@ def test_every_decision_survives_driver_kills(tmp_path, synthetic_root):
     for r in resumed:
         assert epochs_of(r) == list(range(1, r["config"]["epochs"] + 1)) or r["status"] == "pruned"
 
-    # Optuna was told every searched outcome, exactly the recorded objective
+    # Optuna was told every searched outcome as recorded: PRUNED with its epochs, or COMPLETE with the objective
     journal = optuna.storages.journal.JournalFileBackend(str(exp / "optuna-journal.log"))
     study = optuna.load_study(study_name="segtune", storage=optuna.storages.JournalStorage(journal))
     by_number = {t.number: t for t in study.trials}
     for name in searched:
-        ot = by_number[recs[name]["optuna_trial"]]
-        assert ot.state.name == "COMPLETE" and ot.value == pytest.approx(recs[name]["objective"]), name
+        ot, rec = by_number[recs[name]["optuna_trial"]], recs[name]
+        assert sorted(ot.intermediate_values) == epochs_of(rec), name
+        if rec["status"] == "pruned":
+            assert ot.state.name == "PRUNED", name
+        else:
+            assert ot.state.name == "COMPLETE" and ot.value == pytest.approx(rec["objective"]), name
     assert not [t for t in study.trials if t.state.name == "RUNNING"]

@@ -83,9 +83,10 @@ def merge_result(rec: dict[str, Any], result: dict[str, Any]) -> None:
     for k, v in result.items():
         if k.startswith("segtune_") and k not in NON_METRIC_RESULT_KEYS:
             rec[k.removeprefix("segtune_")] = v
-    key = objective_key(rec.get("metric", "val_miou"))
+    metric = rec.get("metric", "val_miou")
+    key = metric if result.get(STATUS_KEY) == FAILED else objective_key(metric)  # a failure reports FAILED_SCORE
     if key in result:
-        rec["objective"] = result[key]  # what Optuna is told when the trial completes
+        rec["objective"] = result[key]  # what Optuna is told when the trial ends
     if result.get(STATUS_KEY) == FAILED:
         rec.update(status=FAILED, error=result.get(ERROR_KEY), error_type="no-retry",
                    failed_at_epoch=result.get(FAILED_AT_KEY))

@@ -8,6 +8,7 @@ import textwrap
 import optuna
 import pytest
 
+from search.records import STATUS_KEY
 from search.space import load_space
 from search.tune.searchers import RecordedFirstSearcher, build_sampler, reconcile_study
 
@@ -37,7 +38,7 @@ def test_outcomes_told_as_optuna_states(tmp_path, prune_aware):
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     searcher = RecordedFirstSearcher(space.optuna_space, study, "val_miou", [], default_epochs=4,
                                      prune_aware=prune_aware)
-    for tid in ("pruned", "completed", "crashed"):
+    for tid in ("pruned", "completed", "crashed", "diverged"):
         assert "lr" in searcher.suggest(tid)
     for e, val in enumerate([0.1, 0.3], start=1):
         searcher.on_trial_result("pruned", epoch(e, val, 0.3))
@@ -47,9 +48,12 @@ def test_outcomes_told_as_optuna_states(tmp_path, prune_aware):
     searcher.on_trial_complete("completed", epoch(4, 0.45, 0.5))
     searcher.on_trial_result("crashed", epoch(1, 0.05, 0.05))
     searcher.on_trial_complete("crashed", None, error=True)
+    searcher.on_trial_result("diverged", epoch(1, 0.05, 0.05))  # then a NaN loss: the trainable reports the floor
+    searcher.on_trial_complete("diverged", {"val_miou": 0.0, STATUS_KEY: "failed"})
 
-    pruned, completed, crashed = study.trials
+    pruned, completed, crashed, diverged = study.trials
     assert crashed.state.name == "FAIL"
+    assert diverged.state.name == "COMPLETE" and diverged.value == 0.0  # TPE learns that region is bad
     if prune_aware:
         assert pruned.state.name == "PRUNED" and pruned.intermediate_values == {1: 0.1, 2: 0.3}
         # completed: the objective the leaderboard ranks by (best_val_miou), not the last epoch's 0.45
@@ -98,7 +102,8 @@ def test_reconcile_tells_the_recorded_outcomes_the_journal_missed(tmp_path):
     ("sampler: {kind: random}", 4, optuna.samplers.RandomSampler, None),
 ])
 def test_sampler_per_space(tmp_path, sampler, concurrent, kind, liar):
-    built = build_sampler(make_space(tmp_path, sampler, concurrent), seed=0)
+    space = make_space(tmp_path, sampler, concurrent)
+    built = build_sampler(space.sampler, space.budget.max_concurrent, seed=0)
     assert type(built) is kind
     if liar is not None:
         assert built._constant_liar is liar

@@ -23,8 +23,9 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
-from search.records import collect_records, trial_key
+from search.records import STATUS_KEY, collect_records, trial_key
 from search.space import Space
+from search.space.schema import SamplerSpec
 from search.space.model import OptunaSpace
 from search.vocab import (COMPLETED, FAILED, FINAL_STATUSES, FIXED, OPTUNA_KEY, PRUNED, SEARCHED, TRIAL_KEY, finite,
                           objective_key)
@@ -223,7 +224,8 @@ class RecordedFirstSearcher(Searcher):
             return
         if error or not result:
             outcome = {"state": TrialState.FAIL}
-        elif not self.prune_aware:
+        elif not self.prune_aware or result.get(STATUS_KEY) == FAILED:  # a failure that retrying cannot fix
+            outcome = _value(result.get(self.metric))  # (diverged, ...): told the FAILED_SCORE it reported
             outcome = _value(result.get(self.metric))
         elif int(result.get("epoch", 0)) < epochs:
             self.on_trial_result(trial_id, result)
@@ -287,12 +289,12 @@ def build_scheduler(space: Space, records: dict[str, dict[str, Any]]) -> Recorde
     return asha
 
 
-def build_sampler(space: Space, seed: int) -> optuna.samplers.BaseSampler:
-    """The space's Optuna sampler: random, or TPE (with a constant liar while trials run in parallel)."""
-    spec = space.sampler
+def build_sampler(spec: SamplerSpec, max_concurrent: int, seed: int) -> optuna.samplers.BaseSampler:
+    """A space's Optuna sampler: random, or TPE with a constant liar while trials run in parallel (explicit, since
+    Optuna's own default changed between releases: off in 4.x, on in 5.x)."""
     if spec.kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    liar = spec.constant_liar if spec.constant_liar is not None else space.budget.max_concurrent > 1
+    liar = spec.constant_liar if spec.constant_liar is not None else max_concurrent > 1
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.n_startup_trials, constant_liar=liar)
 
 
@@ -303,7 +305,8 @@ def build_searcher(space: Space, exp_dir: Path, searched: dict[str, dict[str, An
     storage = journal_storage(exp_dir)
     study = open_study(space, exp_dir, storage)
     resume = reconcile_study(study, space, searched)
-    study = open_study(space, exp_dir, storage, build_sampler(space, seed=space.seed + len(study.trials)))
+    study = open_study(space, exp_dir, storage, build_sampler(space.sampler, space.budget.max_concurrent,
+                                                                  seed=space.seed + len(study.trials)))
     return RecordedFirstSearcher(space.optuna_space, study, space.metric, resume, space.defaults.epochs)
 
 

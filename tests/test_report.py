@@ -410,6 +410,8 @@ def test_efficiency_info_series_in_finish_order(data):
     s = info.series
     assert s.label == [t[0] for t in TRIALS]  # fabricate finishes trial i at 11:i
     assert s.cum_epochs == np.cumsum([t[6] for t in TRIALS]).tolist()
+    # trial-hours weigh each epoch by what it cost (fabricate: trial i's epochs take 3 + i seconds), pruned included
+    assert s.cum_trial_hours == pytest.approx(np.cumsum([t[6] * (3.0 + i) for i, t in enumerate(TRIALS)]) / 3600)
     best = [t[7] for t in TRIALS]
     running = [max(b for b in best[: i + 1] if b == b) for i in range(len(best))]
     assert [x for x, b in zip(s.best_so_far, best) if b == b] == [r for r, b in zip(running, best) if b == b]

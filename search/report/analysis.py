@@ -113,6 +113,7 @@ class EfficiencySeries(NamedTuple):
     label: list[str]
     status: list[str]
     cum_epochs: list[float]  # epochs run by this trial and every one that finished before it
+    cum_trial_hours: list[float]  # the same trials' training + evaluation time, pruned ones included
     cum_gpu_hours: list[float]
     best_so_far: list[float]  # the best val mIoU found up to this trial (NaN before the first score)
     best_val_miou: list[float]  # this trial's own
@@ -138,12 +139,13 @@ def finish_order(lb: pd.DataFrame) -> pd.DataFrame:
 
 
 def efficiency_series(lb: pd.DataFrame) -> EfficiencySeries:
-    """Best val mIoU so far against cumulative epochs and GPU-hours, over the finished trials."""
+    """Best val mIoU so far against cumulative epochs, trial-hours and GPU-hours, over the finished trials."""
     d = finish_order(finished(lb))
     return EfficiencySeries(
         label=d["label"].tolist(),
         status=d["status"].tolist(),
         cum_epochs=d["epochs_run"].fillna(0).cumsum().tolist(),
+        cum_trial_hours=(d["wall_seconds"].fillna(0).cumsum() / 3600).tolist(),
         cum_gpu_hours=(d["gpu_seconds"].fillna(0).cumsum() / 3600).tolist(),
         best_so_far=d[TARGET].cummax().tolist(),
         best_val_miou=d[TARGET].tolist(),

@@ -1,6 +1,7 @@
-"""Search efficiency: the best val mIoU found so far against cumulative epochs (and GPU-hours where a GPU was
-used), each finished trial a point in the order it finished; trials, epochs and time per status, and the share of
-the epoch budget that pruning saved."""
+"""Search efficiency: the best val mIoU found so far against cumulative epochs and against cumulative trial-hours
+(an epoch of a U-Net costs several of an FCN, so epochs alone mislead about what the search bought; pruned trials'
+time counts), and GPU-hours where a GPU was used, each finished trial a point in the order it finished; trials,
+epochs and time per status, and the share of the epoch budget that pruning saved."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from search.report.html import STATUS_COLORS, empty, figure, fmt, seconds, statu
 from search.report.load import ReportData
 from search.vocab import FINAL_STATUSES, PRUNED
 
-PANELS = [("cum_epochs", "cumulative epochs", "vs cumulative epochs")]  # (series, x title, panel title)
+PANELS = [("cum_epochs", "cumulative epochs", "vs cumulative epochs"),  # (series, x title, panel title)
+          ("cum_trial_hours", "trial-hours (training + evaluation)", "vs cumulative trial-hours")]
 GPU_PANEL = ("cum_gpu_hours", "GPU-hours", "vs cumulative GPU-hours")  # only when some trial used a GPU
 
 
@@ -90,6 +92,7 @@ def render(info: EfficiencyInfo) -> str:
     return (
         table(["status", "trials", "epochs run", "training time"], rows, "small")
         + saved
-        + '<p class="hint">Trials in the order they finished; the line is the best val mIoU found so far.</p>'
+        + '<p class="hint">Trials in the order they finished; the line is the best val mIoU found so far, against '
+        'the epochs and the hours of training and evaluation spent on every finished trial, pruned ones included.</p>'
         + figure(plot(info), "fig-efficiency", 400)
     )

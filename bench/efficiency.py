@@ -1,0 +1,192 @@
+"""Search efficiency on real segmentation learning curves: each strategy replayed (bench.replay) over the committed
+table (bench.curves) for many seeds, at W parallel workers, at equal compute.
+
+    python -m bench.efficiency                          # bench/data/curves_cpu64.parquet, W = 4 and 16, 30 seeds
+    python -m bench.efficiency --seeds 5 --workers 4    # a quicker look
+
+Strategies: random search (full budget), random + ASHA, TPE (full budget), TPE + ASHA with the older searcher
+protocol (a pruned trial told its last score as a full result, no intermediate values, no constant liar: segtune
+before this benchmark), TPE + ASHA as segtune searches now (Optuna's pruning protocol, constant liar), and the
+paper's seven trials. Compute is simulated seconds of training (the sum over workers), the budget a number of
+average full-budget trials of the table. Writes bench/results/efficiency.json (every figure below, per seed) and
+bench/results/efficiency.html (anytime curves: the incumbent's test mIoU against compute, median and quartiles),
+and prints the README's table.
+
+What the table says, per strategy and W (medians over seeds):
+  - reach: compute until the incumbent (best by validation so far) reaches random search's final test mIoU, as a
+    share of the budget (random search itself spends the whole budget; inf: not reached);
+  - test mIoU at the paper's compute (what the paper's seven trials cost on W workers) and at the full budget.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.replay import Anytime, Strategy, Table, replay
+from search.provenance import now_iso, versions
+from search.space.schema import SamplerSpec
+from seg.atomic import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+TABLE = REPO / "bench" / "data" / "curves_cpu64.parquet"
+OUT = REPO / "bench" / "results" / "efficiency.json"
+TPE = SamplerSpec(kind="tpe", n_startup_trials=10)
+STRATEGIES = (
+    Strategy("random", SamplerSpec(kind="random")),
+    Strategy("random + ASHA", SamplerSpec(kind="random"), asha=True),
+    Strategy("TPE", TPE),
+    Strategy("TPE + ASHA, older protocol", TPE.model_copy(update={"constant_liar": False}), asha=True,
+             prune_aware=False),
+    Strategy("TPE + ASHA (segtune)", TPE, asha=True),
+    Strategy("paper's seven", None),
+)
+DEFAULT = "TPE + ASHA (segtune)"
+GRID = 200  # points of the anytime curves on the page
+
+
+def run(table: Table, workers: int, seeds: int, budget_s: float, grace: int, reduction: float) -> dict[str, Any]:
+    """Every strategy, `seeds` times, on `workers` workers: the anytime curves and the table's figures."""
+    runs: dict[str, list[Anytime]] = {}
+    for s in STRATEGIES:
+        n = 1 if s.sampler is None else seeds  # the paper's trials are the same every time
+        runs[s.name] = [replay(table, s, workers, budget_s, seed, grace, reduction) for seed in range(n)]
+    paper = runs["paper's seven"][0]
+    paper_s, paper_test = sum_epochs_cost(table), paper.at(math.inf)
+    target = float(np.median([r.at(budget_s) for r in runs["random"]]))
+    grid = np.linspace(0, budget_s, GRID)
+    out: dict[str, Any] = {"workers": workers, "budget_s": budget_s, "random_final_test_miou": target,
+                           "paper_compute_s": paper_s, "paper_best_test_miou": paper_test, "strategies": {}}
+    for name, rs in runs.items():
+        reach = [r.reach(target) / budget_s for r in rs]
+        at_paper = [r.at(paper_s) for r in rs]
+        at_budget = [r.at(budget_s) for r in rs]
+        curves = np.array([[r.at(x) for x in grid] for r in rs])
+        out["strategies"][name] = {
+            "seeds": len(rs), "reach_share_median": _median(reach), "reach_share": reach,
+            "test_at_paper_compute": _quartiles(at_paper), "test_at_budget": _quartiles(at_budget),
+            "trials_median": float(np.median([r.trials for r in rs])),
+            "epochs_median": float(np.median([r.epochs for r in rs])),
+            "curve": {"compute_s": grid.tolist(), **{k: np.nanpercentile(curves, q, axis=0).tolist()
+                                                     for k, q in (("q25", 25), ("median", 50), ("q75", 75))}},
+        }
+    return out
+
+
+def sum_epochs_cost(table: Table) -> float:
+    """The compute of the paper's seven trials: every epoch of each, at the cost model's price."""
+    return float(sum(len(curve) * cost for curve, cost in table.fixed.values()))
+
+
+def _median(xs: list[float]) -> float:
+    return float(np.median(xs)) if xs else math.nan
+
+
+def _quartiles(xs: list[float]) -> dict[str, float]:
+    a = np.array(xs, dtype=float)
+    if np.isnan(a).all():
+        return {"q25": math.nan, "median": math.nan, "q75": math.nan}
+    return {k: float(np.nanpercentile(a, q)) for k, q in (("q25", 25), ("median", 50), ("q75", 75))}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The README table and the page
+# ---------------------------------------------------------------------------------------------------------------
+def markdown(result: dict[str, Any]) -> str:
+    lines = []
+    for w in result["by_workers"]:
+        lines += [f"W = {w['workers']} workers; budget {w['budget_s'] / 3600:.1f} h of compute "
+                  f"({result['budget_trials']} average full trials); random search's final test mIoU "
+                  f"{w['random_final_test_miou']:.4f}; the paper's seven: {w['paper_best_test_miou']:.4f} in "
+                  f"{w['paper_compute_s'] / 3600:.1f} h", "",
+                  "| strategy | compute to reach random's final (share of budget) | test mIoU at the paper's compute "
+                  "| test mIoU at the budget | trials started |", "|---|---|---|---|---|"]
+        for name, s in w["strategies"].items():
+            reach = s["reach_share_median"]
+            lines.append(f"| {name} | {'not reached' if not math.isfinite(reach) else f'{reach:.2f}'} | "
+                         f"{_cell(s['test_at_paper_compute'])} | {_cell(s['test_at_budget'])} | "
+                         f"{s['trials_median']:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(q: dict[str, float]) -> str:
+    if not math.isfinite(q["median"]):
+        return "—"
+    return f"{q['median']:.4f} ({q['q25']:.4f}–{q['q75']:.4f})"
+
+
+def page(result: dict[str, Any]) -> str:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    ws = result["by_workers"]
+    fig = make_subplots(rows=1, cols=len(ws), subplot_titles=[f"W = {w['workers']}" for w in ws], shared_yaxes=True)
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#7f7f7f"]
+    for col, w in enumerate(ws, start=1):
+        for (name, s), colour in zip(w["strategies"].items(), colours):
+            x = [c / 3600 for c in s["curve"]["compute_s"]]
+            show = col == 1
+            fig.add_scatter(x=x, y=s["curve"]["q75"], line={"width": 0}, showlegend=False, hoverinfo="skip",
+                            legendgroup=name, row=1, col=col)
+            fig.add_scatter(x=x, y=s["curve"]["q25"], line={"width": 0}, fill="tonexty", fillcolor=_alpha(colour),
+                            showlegend=False, hoverinfo="skip", legendgroup=name, row=1, col=col)
+            fig.add_scatter(x=x, y=s["curve"]["median"], name=name, line={"color": colour}, legendgroup=name,
+                            showlegend=show, row=1, col=col)
+        fig.add_vline(x=w["paper_compute_s"] / 3600, line_dash="dot", row=1, col=col)
+        fig.add_hline(y=w["paper_best_test_miou"], line_dash="dot", row=1, col=col)
+    fig.update_xaxes(title_text="simulated compute, hours (all workers)")
+    fig.update_yaxes(title_text="test mIoU of the best-by-validation trial so far", col=1)
+    fig.update_layout(title="Search efficiency on VOC2007 learning curves (median and quartiles over seeds; dotted: "
+                            "the paper's seven trials)", height=560)
+    return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def _alpha(hex_colour: str) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},0.15)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.efficiency", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", type=Path, default=TABLE)
+    ap.add_argument("--workers", type=int, nargs="+", default=[4, 16])
+    ap.add_argument("--seeds", type=int, default=30)
+    ap.add_argument("--budget-trials", type=float, default=24.0,
+                    help="the compute budget, in average full-budget trials of the table")
+    ap.add_argument("--grace", type=int, default=6, help="ASHA's first rung, epochs")
+    ap.add_argument("--reduction", type=float, default=3.0, help="ASHA's reduction factor")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    if not args.table.is_file():
+        print(f"{args.table}: no learning-curve table; build it with `python -m bench.curves build` (README, "
+              f"'Search efficiency')", file=sys.stderr)
+        return 2
+    table = Table.load(args.table)
+    budget_s = args.budget_trials * table.full_cost()
+    start = time.perf_counter()
+    by_workers = [run(table, w, args.seeds, budget_s, args.grace, args.reduction) for w in args.workers]
+    result = {"table": str(args.table.relative_to(REPO) if args.table.is_relative_to(REPO) else args.table),
+              "table_provenance": json.loads(args.table.with_suffix(".json").read_text()),
+              "configurations": len(table.configs), "with_seeds": sum(len(c) > 1 for c in table.curves),
+              "fixed": list(table.fixed), "budget_trials": args.budget_trials, "seeds": args.seeds,
+              "asha": {"grace_period": args.grace, "reduction_factor": args.reduction}, "default": DEFAULT,
+              "created_at": now_iso(), "versions": versions(), "seconds": round(time.perf_counter() - start, 1),
+              "by_workers": by_workers}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(result, indent=1, allow_nan=True) + "\n")
+    atomic_write_text(args.out.with_suffix(".html"), page(result))
+    print(markdown(result))
+    print(f"{args.out} and {args.out.with_suffix('.html')} ({result['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

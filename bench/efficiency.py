@@ -24,6 +24,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,13 @@ def run(table: Table, workers: int, seeds: int, budget_s: float, grace: int, red
         reach = [r.reach(target) / budget_s for r in rs]
         at_paper = [r.at(paper_s) for r in rs]
         at_budget = [r.at(budget_s) for r in rs]
-        curves = np.array([[r.at(x) for x in grid] for r in rs])
+        curves = np.array([[r.at(x) for x in grid] for r in rs])  # nan before a run's first epoch
         out["strategies"][name] = {
             "seeds": len(rs), "reach_share_median": _median(reach), "reach_share": reach,
             "test_at_paper_compute": _quartiles(at_paper), "test_at_budget": _quartiles(at_budget),
             "trials_median": float(np.median([r.trials for r in rs])),
             "epochs_median": float(np.median([r.epochs for r in rs])),
-            "curve": {"compute_s": grid.tolist(), **{k: np.nanpercentile(curves, q, axis=0).tolist()
-                                                     for k, q in (("q25", 25), ("median", 50), ("q75", 75))}},
+            "curve": {"compute_s": grid.tolist(), **_bands(curves)},
         }
     return out
 
@@ -82,6 +82,12 @@ def run(table: Table, workers: int, seeds: int, budget_s: float, grace: int, red
 def sum_epochs_cost(table: Table) -> float:
     """The compute of the paper's seven trials: every epoch of each, at the cost model's price."""
     return float(sum(len(curve) * cost for curve, cost in table.fixed.values()))
+
+
+def _bands(curves: np.ndarray) -> dict[str, list[float]]:
+    with warnings.catch_warnings():  # columns before every run's first epoch are all nan: so is their band
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {k: np.nanpercentile(curves, q, axis=0).tolist() for k, q in (("q25", 25), ("median", 50), ("q75", 75))}
 
 
 def _median(xs: list[float]) -> float:

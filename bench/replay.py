@@ -79,7 +79,7 @@ class Table:
             key = t["config_key"].iloc[0]
             if key not in keyed:
                 keyed[key] = len(configs)
-                configs.append({p.name: _plain(t[p.name].iloc[0]) for p in params if p.name in t})
+                configs.append(active_config(params, t.iloc[0]))
                 curves.append([])
                 cost.append(seconds)
             curves[keyed[key]].append(curve)
@@ -94,7 +94,7 @@ class Table:
     def distance(self, a: dict[str, Any], b: dict[str, Any]) -> float:
         total = 0.0
         for p in self.params:
-            va, vb = a.get(p.name), b.get(p.name) if p.active(b) else None
+            va, vb = (c.get(p.name) if p.active(c) else None for c in (a, b))
             if va is None or vb is None:
                 total += float((va is None) != (vb is None))
             elif p.kind == "choice":
@@ -108,6 +108,16 @@ class Table:
     def full_cost(self) -> float:
         """Mean seconds of one sampled configuration's whole budget: the unit of the benchmark's budgets."""
         return float(np.mean([len(c[0]) * s for c, s in zip(self.curves, self.cost)]))
+
+
+def active_config(params: tuple[Param, ...], row: pd.Series) -> dict[str, Any]:
+    """A table row's values of the searched params that are active for it (parents come first), as a proposal
+    would carry them: no `width` for an FCN."""
+    cfg: dict[str, Any] = {}
+    for p in params:
+        if p.name in row and p.active(cfg):
+            cfg[p.name] = _plain(row[p.name])
+    return cfg
 
 
 def _plain(v: Any) -> Any:

@@ -1,0 +1,112 @@
+"""bench.replay / bench.efficiency on a small table of synthetic curves (search.synthetic), exported by
+bench.curves from a fabricated experiment: the mapping, the replay's accounting, the strategies' JSON and page."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+
+from bench import curves, efficiency
+from bench.replay import Strategy, Table, replay
+from search.space import load_space
+from search.space.schema import SamplerSpec
+from search.synthetic import synthetic_record
+
+REPO = Path(__file__).resolve().parents[1]
+EPOCHS = 12
+
+
+@pytest.fixture(scope="module")
+def table_path(tmp_path_factory) -> Path:
+    """The curves space sampled at random (12 configurations, 12 epochs, two with a second seed) plus its fixed
+    rows, as synthetic records in an experiment folder, exported by bench.curves."""
+    tmp = tmp_path_factory.mktemp("curves")
+    space = load_space(REPO / "spaces" / "curves_cpu64.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    base = space.defaults.resolved().model_dump(mode="json")
+    recs = []
+    for i in range(12):
+        t = study.ask()
+        space.optuna_space(t)
+        recs.append(synthetic_record(i, {**base, **t.params, "epochs": EPOCHS}, EPOCHS))
+    for j, (name, cfg) in enumerate(space.fixed.items()):
+        recs.append(synthetic_record(20 + j, cfg.resolved().model_dump(mode="json"), cfg.epochs, kind="fixed",
+                                     name=name))
+    for k in range(2):
+        recs.append(synthetic_record(40 + k, {**recs[k]["config"], "seed": 1}, EPOCHS, kind="seed",
+                                     name=f"{recs[k]['name']}@seed1"))
+    exp = tmp / "exp"
+    (exp / "trials").mkdir(parents=True)
+    for r in recs:
+        (exp / "trials" / f"{r['trial_id']}.json").write_text(json.dumps(r))
+    (exp / "experiment.json").write_text(json.dumps({"name": "curves-test", "space": space.to_json()}))
+    out, _ = curves.export(exp, tmp / "curves_test.parquet")
+    return out
+
+
+def test_table_groups_seeds_and_keeps_the_fixed_rows(table_path):
+    table = Table.load(table_path)
+    assert len(table.configs) == 12 and sorted(len(c) for c in table.curves)[-2:] == [2, 2]
+    assert set(table.fixed) == {"baseline", "4a", "4b", "4c", "5a", "5b-scratch", "5c"}
+    assert all(len(c) == EPOCHS for cs in table.curves for c in cs)
+    for i, cfg in enumerate(table.configs):  # a table configuration is its own nearest
+        assert table.nearest(cfg) == i and table.distance(cfg, cfg) == 0.0
+    other = next(c for c in table.configs if c["arch"] != table.configs[0]["arch"])
+    assert table.configs[table.nearest({**table.configs[0], "arch": other["arch"]})]["arch"] == other["arch"]
+
+
+@pytest.mark.parametrize("strategy", efficiency.STRATEGIES[:-1], ids=lambda s: s.name)
+def test_replay_spends_the_budget_and_tracks_the_incumbent(table_path, strategy):
+    table = Table.load(table_path)
+    budget = 6 * table.full_cost()
+    run = replay(table, strategy, workers=3, budget_s=budget, seed=1, grace=2, reduction=2)
+    assert run.compute[-1] <= budget and run.epochs * min(table.cost) <= budget
+    assert run.val == sorted(run.val)  # the incumbent changes only for a better validation score
+    assert run.trials >= 6  # whole-budget trials: about 6 fit; pruning starts more
+    if strategy.asha:
+        assert run.epochs < run.trials * EPOCHS  # some were stopped early
+    else:
+        assert run.epochs >= (run.trials - 3) * EPOCHS  # every trial but the ones still running at the end ran in full
+    again = replay(table, strategy, workers=3, budget_s=budget, seed=1, grace=2, reduction=2)
+    assert (again.compute, again.test) == (run.compute, run.test)
+
+
+def test_paper_strategy_runs_every_fixed_epoch_once(table_path):
+    table = Table.load(table_path)
+    run = replay(table, Strategy("paper", None), workers=4, budget_s=math.inf, seed=0)
+    assert run.epochs == sum(len(c) for c, _ in table.fixed.values())
+    assert run.compute[-1] <= efficiency.sum_epochs_cost(table)
+
+
+def test_efficiency_command_writes_json_page_and_table(table_path, tmp_path, capsys):
+    out = tmp_path / "eff.json"
+    assert efficiency.main(["--table", str(table_path), "--workers", "2", "--seeds", "3", "--budget-trials", "5",
+                            "--grace", "2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    (w,) = result["by_workers"]
+    assert list(w["strategies"]) == [s.name for s in efficiency.STRATEGIES]
+    rnd = w["strategies"]["random"]
+    assert rnd["test_at_budget"]["median"] == pytest.approx(w["random_final_test_miou"])
+    assert w["strategies"]["paper's seven"]["seeds"] == 1 and rnd["seeds"] == 3
+    assert len(rnd["curve"]["median"]) == efficiency.GRID
+    assert result["configurations"] == 12 and result["with_seeds"] == 2
+    html = out.with_suffix(".html").read_text()
+    assert "plotly" in html.lower() and "TPE + ASHA (segtune)" in html
+    printed = capsys.readouterr().out
+    assert "| TPE + ASHA (segtune) |" in printed and "random search's final test mIoU" in printed
+
+
+def test_efficiency_without_a_table_says_how_to_build_it(tmp_path, capsys):
+    assert efficiency.main(["--table", str(tmp_path / "none.parquet")]) == 2
+    assert "python -m bench.curves build" in capsys.readouterr().err
+
+
+def test_strategies_include_the_older_protocol_and_random_baselines():
+    kinds = {s.name: (s.sampler.kind if s.sampler else None, s.asha, s.prune_aware) for s in efficiency.STRATEGIES}
+    assert kinds["random"] == ("random", False, True) and kinds["random + ASHA"] == ("random", True, True)
+    assert kinds["TPE + ASHA, older protocol"] == ("tpe", True, False)
+    older = next(s for s in efficiency.STRATEGIES if not s.prune_aware)
+    assert older.sampler == SamplerSpec(kind="tpe", n_startup_trials=10, constant_liar=False)

@@ -159,6 +159,13 @@ def test_search_end_to_end(tmp_path, synthetic_root, monkeypatch):
             assert ot.state.name == "COMPLETE" and ot.value == pytest.approx(row["best_val_miou"]), row["name"]
             assert ot.value == pytest.approx(row["objective"])
     assert {t.state.name for t in study.trials} == {"COMPLETE", "PRUNED"}
+    # optuna-dashboard, a real client of the journal, has data for its learning-curve and pruning views
+    dashboard = dashboard_study(optuna.storages.JournalStorage(journal))
+    assert {t["state"] for t in dashboard["trials"]} == {"Complete", "Pruned"}
+    shown = {t["number"]: len(t["intermediate_values"]) for t in dashboard["trials"]}
+    for _, row in searched.iterrows():
+        rec = json.loads((exp / "trials" / f"{row['trial_id']}.json").read_text())
+        assert shown[rec["optuna_trial"]] == row["epochs_run"], row["name"]
 
     exp_json = json.loads((exp / "experiment.json").read_text())
     assert exp_json["passes"] == {"fixed": "done", "search": "done"} and exp_json["finished_at"]
@@ -223,3 +230,23 @@ def test_two_node_cluster_with_fractional_gpus(tmp_path, synthetic_root):
     # both trials of a node share its one GPU
     per_node = board.groupby("node_id")["gpu_ids"].agg(lambda s: sorted(set(s)))
     assert per_node.map(len).eq(1).all()
+
+
+def dashboard_study(storage) -> dict:
+    """optuna-dashboard's JSON for the one study in `storage`, from its WSGI app in-process (no server, no port)."""
+    from wsgiref.util import setup_testing_defaults
+
+    from optuna_dashboard import wsgi
+
+    app = wsgi(storage)
+
+    def get(path: str) -> dict:
+        environ: dict = {"PATH_INFO": path, "QUERY_STRING": "after=0"}
+        setup_testing_defaults(environ)
+        status: list[str] = []
+        body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+        assert status[0].startswith("200"), (path, status, body[:300])
+        return json.loads(body)
+
+    (study,) = get("/api/studies")["study_summaries"]
+    return get(f"/api/studies/{study['study_id']}")

@@ -40,10 +40,10 @@ def test_outcomes_told_as_optuna_states(tmp_path, prune_aware):
                                      prune_aware=prune_aware)
     for tid in ("pruned", "completed", "crashed", "diverged"):
         assert "lr" in searcher.suggest(tid)
-    for e, val in enumerate([0.1, 0.3], start=1):
-        searcher.on_trial_result("pruned", epoch(e, val, 0.3))
+    # as Tune calls it: the last result (the one ASHA stopped on, the final epoch's) goes to on_trial_complete only
+    searcher.on_trial_result("pruned", epoch(1, 0.1, 0.1))
     searcher.on_trial_complete("pruned", epoch(2, 0.3, 0.3))  # ASHA stopped it after epoch 2 of 4
-    for e, val in enumerate([0.2, 0.5, 0.4, 0.45], start=1):
+    for e, val in enumerate([0.2, 0.5, 0.4], start=1):
         searcher.on_trial_result("completed", epoch(e, val, max(0.2, min(val, 0.5))))
     searcher.on_trial_complete("completed", epoch(4, 0.45, 0.5))
     searcher.on_trial_result("crashed", epoch(1, 0.05, 0.05))

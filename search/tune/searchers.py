@@ -227,11 +227,12 @@ class RecordedFirstSearcher(Searcher):
         elif not self.prune_aware or result.get(STATUS_KEY) == FAILED:  # a failure that retrying cannot fix
             outcome = _value(result.get(self.metric))  # (diverged, ...): told the FAILED_SCORE it reported
             outcome = _value(result.get(self.metric))
-        elif int(result.get("epoch", 0)) < epochs:
-            self.on_trial_result(trial_id, result)
-            outcome = {"state": TrialState.PRUNED}
         else:
-            outcome = _value(result.get(objective_key(self.metric)))
+            # Tune hands the last result (the one ASHA stopped on, or the final epoch's) to on_trial_complete
+            # alone, never to on_trial_result
+            self.on_trial_result(trial_id, result)
+            pruned = int(result.get("epoch", 0)) < epochs
+            outcome = {"state": TrialState.PRUNED} if pruned else _value(result.get(objective_key(self.metric)))
         self.study.tell(ot.number, **outcome, skip_if_finished=True)
         for kept in (self._trials, self._epochs, self._steps):
             kept.pop(trial_id, None)

@@ -37,6 +37,7 @@ from search.provenance import git_commit, now_iso, versions
 from search.records import TRIALS_DIR, write_json_atomic
 from search.space import Space, SpaceError, changed_keys
 from search.storage import Store, is_uri
+from search.tune.layout import TUNE_DIR
 
 LOCK_NAME = ".segtune.lock"
 EXPERIMENT_FILE = "experiment.json"
@@ -67,7 +68,7 @@ class Location:
     @property
     def tune_storage(self) -> str:
         """Where Tune keeps the trials' folders and checkpoints: `<storage>/tune`, seen by every node."""
-        return storage.join(self.storage, "tune")
+        return storage.join(self.storage, TUNE_DIR)
 
 
 def locate(space: Space, results: str | None = None, name: str | None = None, fresh: bool = False,

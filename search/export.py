@@ -17,8 +17,9 @@ from typing import Any
 import pandas as pd
 
 from search import storage
-from search.records import STATE_FILE, read_record, record_path, resume_checkpoints
+from search.records import read_record, record_path, resume_checkpoints
 from search.tables import LEADERBOARD_FILE, write_tables
+from search.tune.layout import state_location
 from search.vocab import COMPLETED, finite
 
 
@@ -55,7 +56,7 @@ def trial_state(exp_dir: Path, trial_id: str) -> tuple[bytes, str]:
     rec = read_record(record_path(exp_dir, trial_id)) or {}
     tried = []
     for location in resume_checkpoints(rec):
-        data = storage.read_bytes(storage.join(location, STATE_FILE))
+        data = storage.read_bytes(state_location(location))
         if data:
             return data, location
         tried.append(location)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search import storage
-from search.records import dirname_of
+from search.tune.layout import dirname_of
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The trainable: one Tune trial = one `seg.train.Trainer`, reporting every epoch with a checkpoint.
+"""The trainable: one Tune trial = one `seg.trainer.Trainer`, reporting every epoch with a checkpoint.
 
 Each epoch's result is the trainer's metrics dict plus where it ran (`segtune_*` keys), with a checkpoint of the
 full trainer state, so a retried trial continues from its last epoch. Failures that would repeat on every retry
@@ -36,7 +36,7 @@ from seg.atomic import atomic_write
 from seg.config import ConfigError, make_config
 from seg.data.voc import DataError
 from seg.models.weights import PretrainedWeightsError
-from seg.train import NonFiniteLossError, Trainer
+from seg.trainer import NonFiniteLossError, Trainer
 
 
 def train_trial(config: dict[str, Any], run: RunInfo) -> None:

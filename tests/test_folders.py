@@ -41,3 +41,28 @@ def test_a_truncated_record_without_a_tune_folder_is_named_not_dropped_silently(
     record_path(exp, "bbb_00000").write_text('{"trial_id": "bbb_')
     with pytest.warns(RuntimeWarning, match=r"bbb_00000\.json could not be read .*left out of the tables"):
         assert collect_records(exp) == {}
+
+
+
+COMMANDS = ("search.leaderboard", "search.report", "search.export")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_refuses_a_folder_that_is_not_an_experiment_and_names_what_it_found(command, tmp_path, capsys):
+    import importlib
+
+    main = importlib.import_module(command).main
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.jpg").write_bytes(b"")
+    (tmp_path / "results" / "quick").mkdir(parents=True)
+    (tmp_path / "results" / "quick" / "experiment.json").write_text("{}")
+    extra = ["--out", str(tmp_path / "model")] if command == "search.export" else []
+    cases = {photos: "it holds cat.jpg", tmp_path / "missing": "it does not exist",
+             tmp_path / "results": "it holds quick/ (experiments inside it: quick)"}
+    for folder, found in cases.items():
+        assert main([str(folder), *extra]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines == [f"error: {folder} is not a segtune experiment folder: {found}, and no experiment.json or "
+                         f"trials; pass the folder `python -m search.run` wrote, e.g. results/<name>"], lines
+    assert not (tmp_path / "model").exists() and not list(photos.glob("*.parquet"))

@@ -230,9 +230,11 @@ def varying(lb: pd.DataFrame, cols: list[str]) -> list[str]:
 
 def best_trial(lb: pd.DataFrame) -> pd.Series | None:
     """The top-ranked completed trial with a score, else the top-ranked scored one, else None."""
-    done = lb[(lb["status"] == "completed") & lb["best_val_miou"].notna()]
-    pool = done if len(done) else lb[lb["best_val_miou"].notna()]
-    return pool.iloc[0] if len(pool) else None  # lb is ranked
+    best = best_completed(lb)
+    if best is not None:
+        return best
+    scored = lb[lb["best_val_miou"].notna()]
+    return scored.iloc[0] if len(scored) else None  # lb is ranked
 
 
 def fixed_ids(lb: pd.DataFrame) -> set[str]:

@@ -79,6 +79,18 @@ def run(table: Table, workers: int, seeds: int, budget_s: float, grace: int, red
     return out
 
 
+def signal_and_noise(table: Table) -> dict[str, Any]:
+    """Does the table carry signal? The spread of the final test mIoU (of the best-validation checkpoint) between
+    configurations against the spread between seeds of one configuration."""
+    finals = [[float(c[-1][3]) for c in cs] for cs in table.curves]
+    seeded = [np.std(f, ddof=1) for f in finals if len(f) > 1]
+    return {"configurations_sd": float(np.std([f[0] for f in finals], ddof=1)) if len(finals) > 1 else math.nan,
+            "seed_sd_mean": float(np.mean(seeded)) if seeded else math.nan, "seeded_configurations": len(seeded),
+            "final_test_miou": {"min": float(np.min([f[0] for f in finals])),
+                                "median": float(np.median([f[0] for f in finals])),
+                                "max": float(np.max([f[0] for f in finals]))}}
+
+
 def sum_epochs_cost(table: Table) -> float:
     """The compute of the paper's seven trials: every epoch of each, at the cost model's price."""
     return float(sum(len(curve) * cost for curve, cost in table.fixed.values()))
@@ -105,7 +117,11 @@ def _quartiles(xs: list[float]) -> dict[str, float]:
 # The README table and the page
 # ---------------------------------------------------------------------------------------------------------------
 def markdown(result: dict[str, Any]) -> str:
-    lines = []
+    sn = result["signal_and_noise"]
+    lines = [f"The table: {result['configurations']} configurations ({sn['seeded_configurations']} under several "
+             f"seeds) and the paper's rows {', '.join(result['fixed'])}. Final test mIoU across configurations: "
+             f"{sn['final_test_miou']['min']:.4f} to {sn['final_test_miou']['max']:.4f}, sd {sn['configurations_sd']:.4f}; "
+             f"between seeds of one configuration: sd {sn['seed_sd_mean']:.4f}.", ""]
     for w in result["by_workers"]:
         lines += [f"W = {w['workers']} workers; budget {w['budget_s'] / 3600:.1f} h of compute "
                   f"({result['budget_trials']} average full trials); random search's final test mIoU "
@@ -182,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"table": str(args.table.relative_to(REPO) if args.table.is_relative_to(REPO) else args.table),
               "table_provenance": json.loads(args.table.with_suffix(".json").read_text()),
               "configurations": len(table.configs), "with_seeds": sum(len(c) > 1 for c in table.curves),
-              "fixed": list(table.fixed), "budget_trials": args.budget_trials, "seeds": args.seeds,
+              "fixed": list(table.fixed), "signal_and_noise": signal_and_noise(table),
+              "budget_trials": args.budget_trials, "seeds": args.seeds,
               "asha": {"grace_period": args.grace, "reduction_factor": args.reduction}, "default": DEFAULT,
               "created_at": now_iso(), "versions": versions(), "seconds": round(time.perf_counter() - start, 1),
               "by_workers": by_workers}

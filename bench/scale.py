@@ -249,11 +249,13 @@ def measure_storage(work: Path, timeout: float) -> dict[str, Any]:
 
 def unslimmed_estimate(exp: Path) -> int:
     """What the kept checkpoints would weigh without slimming (as before issue 17): two per trial, each its
-    trainer_state.pt plus the model and Adam's two moments (3 x the weights, in resume_state.pt)."""
+    Trainer state plus the model and Adam's two moments (3 x the weights, in the resume file)."""
     import torch
 
     total = 0
-    for p in exp.glob("tune/*/run-*/*/checkpoint_*/trainer_state.pt"):
+    from search.tune.layout import checkpoint_state_files
+
+    for p in checkpoint_state_files(exp):
         weights = torch.load(p, weights_only=True)["best_state"]
         total += 2 * (p.stat().st_size + 3 * sum(t.numel() * t.element_size() for t in weights.values()))
     return total

@@ -17,9 +17,11 @@ from typing import Any
 import pandas as pd
 
 from search import storage
-from search.records import STATE_FILE, read_record, record_path, resume_checkpoints
-from search.tables import LEADERBOARD_FILE, write_tables
-from search.vocab import COMPLETED, finite
+from search.folder import NotAnExperimentError, experiment_folder
+from search.records import read_record, record_path, resume_checkpoints
+from search.tables import LEADERBOARD_FILE, best_completed, write_tables
+from search.tune.layout import state_location
+from search.vocab import finite
 
 
 class ExportError(ValueError):
@@ -28,9 +30,6 @@ class ExportError(ValueError):
 
 def leaderboard(exp_dir: Path) -> pd.DataFrame:
     """The experiment's ranked leaderboard (rebuilt from the records when the file is missing)."""
-    if not (exp_dir / "experiment.json").is_file() and not (exp_dir / "trials").is_dir():
-        raise ExportError(f"{exp_dir} is not a segtune experiment folder (no experiment.json or trials/); pass the "
-                          "folder `python -m search.run` wrote, e.g. results/<name>")
     path = exp_dir / LEADERBOARD_FILE
     if not path.is_file():
         path = write_tables(exp_dir)[0]
@@ -44,10 +43,10 @@ def choose_trial(board: pd.DataFrame, wanted: str | None) -> pd.Series:
         if rows.empty:
             raise ExportError(f"--trial {wanted!r}: no such trial; the leaderboard has {list(board['name'])[:20]}")
         return rows.iloc[0]
-    done = board[(board["status"] == COMPLETED) & board["best_val_miou"].map(finite)]
-    if done.empty:
+    best = best_completed(board)
+    if best is None:
         raise ExportError("no completed trial with a score to export; pass --trial NAME for another one")
-    return done.iloc[0]
+    return best
 
 
 def trial_state(exp_dir: Path, trial_id: str) -> tuple[bytes, str]:
@@ -55,7 +54,7 @@ def trial_state(exp_dir: Path, trial_id: str) -> tuple[bytes, str]:
     rec = read_record(record_path(exp_dir, trial_id)) or {}
     tried = []
     for location in resume_checkpoints(rec):
-        data = storage.read_bytes(storage.join(location, STATE_FILE))
+        data = storage.read_bytes(state_location(location))
         if data:
             return data, location
         tried.append(location)
@@ -69,7 +68,7 @@ def export_trial(exp_dir: str | Path, out: str | Path, wanted: str | None = None
     """Write the chosen trial's model folder; returns (folder, its model.json)."""
     from seg.export import MODEL_JSON, ModelFolderError, export_checkpoint  # torch: only to write the weights
 
-    exp_dir = Path(exp_dir)
+    exp_dir = experiment_folder(exp_dir)
     row = choose_trial(leaderboard(exp_dir), wanted)
     data, location = trial_state(exp_dir, str(row["trial_id"]))
     provenance = {"experiment": exp_dir.resolve().name, "experiment_dir": str(exp_dir.resolve()),
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         folder, meta = export_trial(args.exp_dir, args.out, args.trial)
-    except (ExportError, OSError) as e:
+    except (ExportError, NotAnExperimentError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     m, p = meta["metrics"], meta["provenance"]

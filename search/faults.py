@@ -43,7 +43,7 @@ def fault_specs(kind: str) -> list[list[str]]:
 
 
 def epoch_hooks(trial_name: str | None, restored: bool) -> list[Callable[[int, object], None]]:
-    """seg.train.Trainer hooks that inject the failures SEGTUNE_FAULT names for this trial ([] normally)."""
+    """seg.trainer.Trainer hooks that inject the failures SEGTUNE_FAULT names for this trial ([] normally)."""
     hooks = []
     for fields in fault_specs("fail_at_epoch"):
         name, at, kind = fields[0], int(fields[1]), (fields[2] if len(fields) > 2 else "error")

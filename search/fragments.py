@@ -88,8 +88,20 @@ def arrow_table(rows: list[dict[str, Any]], schema: dict[str, tuple[str, str]]) 
                      for c, (d, _) in schema.items()}, schema=types)
 
 
-def _read_file(path: Path, schema: dict[str, tuple[str, str]]) -> pd.DataFrame:
-    return pd.read_parquet(path) if path.is_file() else typed_frame([], schema)
+def _read_file(path: Path, schema: dict[str, tuple[str, str]], notes: list[str] | None = None) -> pd.DataFrame:
+    """The file, or an empty table when it is missing; with `notes`, a file that cannot be read is one too and
+    each gap is noted."""
+    if not path.is_file():
+        if notes is not None:
+            notes.append(f"{path.name} does not exist yet.")
+        return typed_frame([], schema)
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # a damaged file
+        if notes is None:
+            raise
+        notes.append(f"{path.name} could not be read ({type(e).__name__}: {e}).")
+        return typed_frame([], schema)
 
 
 def _read_fragments(paths: list[Path], schema: dict[str, tuple[str, str]]) -> pd.DataFrame:
@@ -102,17 +114,26 @@ def _read_fragments(paths: list[Path], schema: dict[str, tuple[str, str]]) -> pd
     return df[[c for c in schema if c in df.columns] + [c for c in df.columns if c not in schema]]
 
 
-def read_tables(exp_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(leaderboard, history) as one table each: the compacted files with the fragments laid over them; the
-    leaderboard ranked (search.tables.ranked) with its seed columns recomputed, the history by trial and epoch."""
+def read_tables(exp_dir: Path, notes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(leaderboard, history) as one table each, whatever they are made of: the compacted files with the fragments
+    laid over them; the leaderboard ranked (search.tables.ranked) with its seed columns recomputed, the history by
+    trial and epoch. The one reader of the tables. With `notes` (the report) nothing raises: a missing or damaged
+    file reads as empty, fragments that cannot be merged are left out, and each gap is noted."""
     exp_dir = Path(exp_dir)
     frags = {t: fragment_files(exp_dir, t) for t in TABLES}
-    return _merge(exp_dir, frags, table_schemas(exp_dir))
+    if notes is None or not any(frags.values()):
+        return _merge(exp_dir, frags, table_schemas(exp_dir), notes)
+    try:
+        return _merge(exp_dir, frags, table_schemas(exp_dir))
+    except Exception as e:  # fall back to the compacted files
+        notes.append(f"the trials finished since the last compaction could not be read ({type(e).__name__}: {e}).")
+        return _merge(exp_dir, {t: [] for t in TABLES}, table_schemas(exp_dir), notes)
 
 
-def _merge(exp_dir: Path, frags: dict[str, list[Path]], schemas: Schemas) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _merge(exp_dir: Path, frags: dict[str, list[Path]], schemas: Schemas,
+           notes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     if not any(frags.values()):  # nothing to lay over the files: they are the table, as written
-        board, history = (_read_file(exp_dir / name, schema) for name, schema in schemas.values())
+        board, history = (_read_file(exp_dir / name, schema, notes) for name, schema in schemas.values())
         return board, history
     out = []
     for table, (name, schema) in schemas.items():

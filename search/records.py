@@ -3,21 +3,22 @@
 One JSON record per trial, kept by the driver as Tune results arrive (search.tune.recorder): the trial's name, kind,
 pass, resolved TrainConfig fields, where it ran, its per-epoch history (keyed by epoch, so a result reported twice
 after a restore counts once) and its final status. For a trial the driver never recorded (it was killed first),
-`collect_records` rebuilds the record from Tune's own trial folder (`params.json`, `result.json`, `error.txt`).
-Ray-free: the tables, the report and the seed planner read records without importing Ray.
+or whose record cannot be read, `collect_records` rebuilds the record from what Tune wrote (read by
+search.tune.layout, the one reader of Tune's folders). Ray-free: the tables, the report and the seed planner read
+records without importing Ray.
 """
 from __future__ import annotations
 
 import json
-import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from search.vocab import (COMPLETED, FAILED, FINAL_STATUSES, FIXED, FIXED_KEY, KIND_KEY, METRIC_KEYS, NAME_KEY,
                           OPTUNA_KEY, PRUNED, RUNNING, SEARCHED, TRIAL_KEY, finite, objective_key)
+from search.tune.layout import TuneTrial, read_trial_folders
 
 TRIALS_DIR = "trials"
-STATE_FILE = "trainer_state.pt"  # the Trainer state inside each checkpoint a record lists (`checkpoints`)
 # Result keys segtune adds to the trainer's metrics: `segtune_<field>` lands in the record as `<field>`, except these,
 # which steer the record instead (a no-retry failure).
 STATUS_KEY, ERROR_KEY, FAILED_AT_KEY = "segtune_status", "segtune_error", "segtune_failed_at_epoch"
@@ -50,29 +51,10 @@ def optuna_number(config: dict[str, Any]) -> int | None:
     return (config.get(FIXED_KEY) or config).get(OPTUNA_KEY)
 
 
-def _dirname_prefix(config: dict[str, Any]) -> str:
-    name, kind, _ = split_config(config)
-    return name if kind != SEARCHED and name else "search"
-
-
 def trial_name(trial_id: str, config: dict[str, Any]) -> str:
     """A named trial's name; for a searched trial a provisional `search-<trial id>` (the recorder numbers them)."""
     name, kind, _ = split_config(config)
     return name if kind != SEARCHED and name else f"search-{trial_id}"
-
-
-def trial_dirname(trial) -> str:
-    """Tune trial folders named `<fixed name>_<trial id>` or `search_<trial id>` instead of a config string."""
-    return dirname_of(trial.config, trial.trial_id)
-
-
-def dirname_of(config: dict[str, Any], tune_trial_id: str) -> str:
-    """The Tune trial folder's name, from what both the driver and the trial itself know."""
-    return f"{_dirname_prefix(config)}_{tune_trial_id}"
-
-
-def trial_id_from_dirname(dirname: str, config: dict[str, Any]) -> str:
-    return dirname[len(_dirname_prefix(config)) + 1:]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -129,16 +111,6 @@ def describe_end(rec: dict[str, Any]) -> str:
     return f"[segtune] {rec['name']} ({rec['trial_id']}) {what}; {score}{retries}"
 
 
-def last_exception_line(text: str) -> str:
-    """`RuntimeError: injected failure ...` out of a Ray traceback."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    pat = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)|ray\.\S+): ")
-    for ln in reversed(lines):
-        if pat.match(ln) and not ln.startswith(("ray.exceptions.RayTaskError", "Failure #")):
-            return ln[:2000]
-    return (lines[-1] if lines else "unknown error")[:2000]
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------------------------------------
@@ -179,24 +151,41 @@ def collect_records(exp_dir: Path) -> dict[str, dict[str, Any]]:
 
     The records are the truth about what was decided; Tune's folders only add epochs that reached Tune's log after
     the driver's last record write, and trials the driver never recorded (it died before the trial's start was
-    written)."""
+    written). A record that cannot be read is named in a warning and rebuilt from Tune's folder when there is one;
+    nothing is left out silently."""
     exp_dir = Path(exp_dir)
     records: dict[str, dict[str, Any]] = {}
+    damaged: dict[str, str] = {}  # trial id -> why its record could not be read
     for path in sorted((exp_dir / TRIALS_DIR).glob("*.json")):
-        rec = read_record(path)
-        if rec and "trial_id" in rec:
+        rec, why = _read_record_or_why(path)
+        if rec is not None:
             records[rec["trial_id"]] = rec
-    for trial_dir in sorted((exp_dir / "tune").glob("*/*/*/")):  # tune/<pass>/<run>/<trial>/
-        tune_rec = _record_from_tune(trial_dir)
-        if tune_rec is None:
-            continue
+        else:
+            damaged[path.stem] = why
+    for trial in read_trial_folders(exp_dir):
+        tune_rec = record_from_tune(trial)
         rec = records.get(tune_rec["trial_id"])
         if rec is None:
             records[tune_rec["trial_id"]] = tune_rec
         else:
             merged = {int(h["epoch"]): h for h in (*tune_rec["history"], *rec.get("history", []))}
             rec["history"] = [merged[e] for e in sorted(merged)]
+    for trial_id, why in damaged.items():
+        outcome = (f"rebuilt from Tune's folder {records[trial_id]['trial_dir']}" if trial_id in records
+                   else "no Tune folder holds it, so it is left out of the tables")
+        warnings.warn(f"trial record {record_path(exp_dir, trial_id)} could not be read ({why}); {outcome}",
+                      RuntimeWarning, stacklevel=2)
     return records
+
+
+def _read_record_or_why(path: Path) -> tuple[dict[str, Any] | None, str]:
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return None, f"{type(e).__name__}: {e}"
+    if not isinstance(rec, dict) or "trial_id" not in rec:
+        return None, "not a trial record: no trial_id"
+    return rec, ""
 
 
 def pass_records(exp_dir: Path, pass_name: str) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -212,29 +201,17 @@ def resume_checkpoints(rec: dict[str, Any]) -> tuple[str, ...]:
     return tuple(c["path"] for c in reversed(rec.get("checkpoints", [])) if c.get("path"))
 
 
-def _record_from_tune(trial_dir: Path) -> dict[str, Any] | None:
-    params, results = trial_dir / "params.json", trial_dir / "result.json"
-    if not params.is_file():
-        return None
-    try:
-        config = json.loads(params.read_text())
-        lines = results.read_text().splitlines() if results.is_file() else []
-        rows = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, ValueError):
-        return None
-    tune_id = next((r["trial_id"] for r in rows if "trial_id" in r), None) or trial_id_from_dirname(
-        trial_dir.name, config)
-    trial_id = trial_key(config, tune_id)
-    name, kind, fields = split_config(config)
-    rec: dict[str, Any] = {"trial_id": trial_id, "name": trial_name(trial_id, config), "kind": kind,
+def record_from_tune(trial: TuneTrial) -> dict[str, Any]:
+    """The record of a trial as far as Tune's folder tells it (search.tune.layout reads the folder)."""
+    trial_id = trial_key(trial.config, trial.tune_trial_id)
+    name, kind, fields = split_config(trial.config)
+    rec: dict[str, Any] = {"trial_id": trial_id, "name": trial_name(trial_id, trial.config), "kind": kind,
                            "config": fields, "history": [], "metric": "val_miou", "status": RUNNING,
-                           "pass_name": trial_dir.parent.parent.name, "trial_dir": str(trial_dir)}
-    for row in rows:
+                           "pass_name": trial.pass_name, "trial_dir": str(trial.path)}
+    for row in trial.results:
         merge_result(rec, row)
-    error = trial_dir / "error.txt"
-    if error.is_file():
-        text = error.read_text()
-        rec.update(status=FAILED, error=last_exception_line(text), error_type="crash")
+    if trial.error is not None:
+        rec.update(status=FAILED, error=trial.error, error_type="crash")
     elif rec["status"] != FAILED and final_status(rec)["status"] == COMPLETED:
         rec.update(final_status(rec))
     # else: no driver record and not finished: still running, or the driver died before recording its end

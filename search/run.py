@@ -4,8 +4,9 @@ Tune passes over one experiment folder `results/<name>/`:
   1. the fixed trials, all epochs, no scheduler (never pruned);
   2. the searched trials: Optuna TPE, seeded with the fixed trials' scores, under ASHA on the space's metric;
   3. with a `seeds:` section only: seed reruns of the best trials, never pruned (search/seeds.py).
-Rerunning the same command resumes whatever did not finish (per pass, `Tuner.restore`); `--fresh` starts a new
-experiment next to the old one; a space file edited since the experiment started is refused, naming the keys.
+Rerunning the same command resumes whatever did not finish (from the trial records, never `Tuner.restore`);
+`--fresh` starts a new experiment next to the old one; a space file edited since the experiment started is refused,
+naming the keys; a second run of an experiment that is running is refused, naming the run that holds it.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from search.experiment import Experiment, ExperimentLock, Location, PassInterrupted, locate, open_experiment
+from search.experiment import Experiment, PassInterrupted, open_experiment
+from search.folder import Location, locate
+from search.lock import ExperimentLock, LockError
 from search.preflight import check_pretrained_weights, data_classes, prepare_data
 from search.provenance import now_iso
 from search.report import write_report
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             facts = {} if args.synthetic_trials else prepare_data(space, joining)
             search(space, location, facts, args)
         return 0
-    except SpaceError as e:
+    except (SpaceError, LockError) as e:
         if args.debug:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)

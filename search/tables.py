@@ -1,6 +1,6 @@
 """The Parquet tables: trial records -> one fixed-schema row per trial (and one per trial-epoch) -> Parquet.
 
-    python -m search.tables results/quick         # (or search.leaderboard) rebuild both files from the folder
+    python -m search.leaderboard results/quick    # rebuild both files from the folder (search/leaderboard.py)
 
 `leaderboard.parquet` has one row per trial, best first (`ranked`); `history.parquet` one row per trial and epoch.
 `LEADERBOARD_SCHEMA` and `HISTORY_SCHEMA` map every column to (pandas dtype, description); the tests check them and
@@ -14,9 +14,7 @@ Ray-free and torch-free.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -326,6 +324,13 @@ def add_seed_columns(board: pd.DataFrame) -> pd.DataFrame:
     return board
 
 
+def best_completed(board: pd.DataFrame) -> pd.Series | None:
+    """The best row of a ranked leaderboard among the completed trials with a score (what search.export exports
+    and the report calls the best trial), or None."""
+    done = board[(board["status"] == COMPLETED) & board["best_val_miou"].map(finite)]
+    return done.iloc[0] if len(done) else None
+
+
 def ranked(board: pd.DataFrame) -> pd.DataFrame:
     """Best first: by the seed-group mean of best_val_miou where a row has one, else its own best_val_miou. A seed
     group's rows stay together (best run first); ties by name. Works on frames without the seed columns too."""
@@ -339,26 +344,3 @@ def ranked(board: pd.DataFrame) -> pd.DataFrame:
     keyed = keyed.sort_values(["_score", "_group", "best_val_miou", "name"], ascending=[False, True, False, True],
                               na_position="last", kind="stable")
     return keyed.drop(columns=["_score", "_group"]).reset_index(drop=True)
-
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m search.leaderboard",
-                                 description="Regenerate leaderboard.parquet and history.parquet from an "
-                                             "experiment folder.")
-    ap.add_argument("exp_dir", help="experiment folder, e.g. results/quick")
-    ap.add_argument("--top", type=int, default=15, help="rows to print")
-    args = ap.parse_args(argv)
-    exp_dir = Path(args.exp_dir)
-    if not (exp_dir / "experiment.json").is_file() and not (exp_dir / "trials").is_dir():
-        print(f"error: {exp_dir} is not a segtune experiment folder (no experiment.json or trials/)", file=sys.stderr)
-        return 2
-    board_path, hist_path = write_tables(exp_dir)
-    board = pd.read_parquet(board_path)
-    print(format_top(board, args.top))
-    print(f"\n{len(board)} trials -> {board_path}, {hist_path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

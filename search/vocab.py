@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from seg.data.classes import VOC_CLASSES
+from seg.epoch_metrics import IOU_PREFIX, METRIC_KEYS
 
 # Trial statuses. A trial ends completed (all its epochs), pruned (stopped early by ASHA) or failed.
 COMPLETED, PRUNED, FAILED, RUNNING = "completed", "pruned", "failed", "running"
@@ -31,15 +32,8 @@ TRIAL_KEY = "segtune_trial"
 OPTUNA_KEY = "segtune_optuna_trial"  # the Optuna trial number a searched trial's values came from
 FAILED_SCORE = 0.0  # what Optuna is told for a trial that cannot train: the floor of mIoU / pixel accuracy
 
-# The per-epoch metrics dict of seg.train.Trainer (docs/DESIGN.md), in order; iou_<class> follow.
-# `val_*` is this epoch; `best_*`, `test_*` and `iou_*` belong to the best-val-mIoU checkpoint so far.
-# `*_paper` are the paper's per-batch-mean scores of the same predictions (seg.metrics.BatchMeanScores), kept only
-# to compare with its Table 4; searches rank on the dataset-level `val_miou` / `best_val_miou`.
-METRIC_KEYS = ("epoch", "train_loss", "val_loss", "val_miou", "val_pixel_acc", "val_miou_paper",
-               "val_pixel_acc_paper", "lr", "images_per_s", "seconds", "compile_seconds", "best_epoch",
-               "best_val_miou", "best_val_pixel_acc", "best_val_miou_paper", "best_val_pixel_acc_paper", "test_miou",
-               "test_pixel_acc", "test_miou_paper", "test_pixel_acc_paper", "pretrained")
-IOU_PREFIX = "iou_"
+# The per-epoch metrics dict's keys (METRIC_KEYS, then iou_<class>) are seg.epoch_metrics's, which builds it
+# (docs/DESIGN.md): `val_*` this epoch, `best_*`, `test_*` and `iou_*` the best-val-mIoU checkpoint so far.
 
 
 def iou_columns(class_names: tuple[str, ...] | list[str] = VOC_CLASSES) -> tuple[str, ...]:

@@ -176,6 +176,14 @@ class TrainConfig(BaseModel):
         return self.model_copy(update=upd)
 
 
+# Fields about where and how a run executes, not what it learns (paths, device, speed levers, kept masks): a
+# resumed run may change them.
+RUN_FIELDS = frozenset({"data_root", "cache_dir", "download", "device", "num_masks", "pretrained_path", "amp",
+                        "channels_last", "compile", "fused_optimizer"})
+# Not hyperparameters either: the plumbing, the seed (seed reruns vary it) and the generated data's size.
+NON_HYPERPARAMETERS = RUN_FIELDS | {"seed", "synthetic_counts", "synthetic_size"}
+
+
 class ConfigError(ValueError):
     """A config problem explained for a person: where, what, and how to fix it."""
 

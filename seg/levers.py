@@ -58,3 +58,10 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def autocast(levers: Levers):
+    """The autocast context of every forward pass (bf16 where the levers chose it, else a no-op), built in one
+    place as nanoGPT builds its `ctx`."""
+    return torch.autocast(levers.device.type, dtype=levers.amp_dtype or torch.float32,
+                          enabled=levers.amp_dtype is not None)

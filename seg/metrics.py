@@ -1,4 +1,6 @@
-"""ConfusionMatrix: pixel accuracy, per-class IoU and mIoU from one (C, C) count matrix kept on the device.
+"""ConfusionMatrix: pixel accuracy, per-class IoU and mIoU from one (C, C) count matrix kept on the device;
+BatchMeanScores: the paper's per-batch mean of the same; SplitScores: both over one split, the one accumulator that
+evaluation (seg.evaluate) and the background floor (`constant_prediction_scores`) share.
 
 As in torchvision's segmentation reference, counts are accumulated over a whole split and the scores computed
 once at the end; pixels labelled ignore_index (255, void) are not counted.
@@ -7,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from seg.data.voc import IGNORE_INDEX, NUM_CLASSES
+from seg.data.classes import IGNORE_INDEX, NUM_CLASSES
 
 
 class ConfusionMatrix:
@@ -105,15 +107,34 @@ class BatchMeanScores:
         return {"miou": miou_sum / batches, "pixel_acc": acc_sum / batches}
 
 
+class SplitScores:
+    """A split's scores as evaluation reports them: dataset-level (ConfusionMatrix) and the paper's per-batch mean
+    (BatchMeanScores over batches of `paper_batch` images) of the same predictions. No host sync in `update`."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, paper_batch: int = 16, ignore_index: int = IGNORE_INDEX,
+                 device: torch.device | str | None = None):
+        self.matrix = ConfusionMatrix(num_classes, ignore_index, device=device)
+        self.paper = BatchMeanScores(num_classes, paper_batch, ignore_index, device=device)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """pred, target (N, H, W); N a multiple of `paper_batch` except for a split's last call."""
+        self.matrix.update(pred, target)
+        self.paper.update(pred, target)
+
+    def compute(self) -> dict:
+        """{"miou", "pixel_acc", "miou_paper", "pixel_acc_paper"} (seg.epoch_metrics.SCORE_NAMES) and "iou" (a
+        list, one per class)."""
+        out, by_batch = self.matrix.compute(), self.paper.compute()
+        return {"miou": out["miou"], "pixel_acc": out["pixel_acc"], "miou_paper": by_batch["miou"],
+                "pixel_acc_paper": by_batch["pixel_acc"], "iou": out["iou"].tolist()}
+
+
 def constant_prediction_scores(masks: torch.Tensor, label: int = 0, num_classes: int = NUM_CLASSES,
                                paper_batch: int = 16, ignore_index: int = IGNORE_INDEX) -> dict:
     """Scores of predicting `label` (0: background) for every pixel of `masks` (N, H, W): the floor a model must
     beat. {"miou", "pixel_acc", "miou_paper", "pixel_acc_paper"}, dataset-level and per-batch as in `evaluate`."""
-    pred = torch.full_like(masks, label, dtype=torch.int64)
-    cm = ConfusionMatrix(num_classes, ignore_index, device=masks.device)
-    paper = BatchMeanScores(num_classes, paper_batch, ignore_index, device=masks.device)
-    cm.update(pred, masks)
-    paper.update(pred, masks)
-    out, by_batch = cm.compute(), paper.compute()
-    return {"miou": out["miou"], "pixel_acc": out["pixel_acc"], "miou_paper": by_batch["miou"],
-            "pixel_acc_paper": by_batch["pixel_acc"]}
+    scores = SplitScores(num_classes, paper_batch, ignore_index, device=masks.device)
+    scores.update(torch.full_like(masks, label, dtype=torch.int64), masks)
+    out = scores.compute()
+    del out["iou"]
+    return out

@@ -25,8 +25,8 @@ from seg.data.classes import IGNORE_INDEX, ClassInfo
 from seg.data.resize import fit_image, valid_size
 from seg.data.voc import DataError, read_image
 from seg.export import ExportedModel, ModelFolderError, load_model
-from seg.levers import Levers, resolve_levers
-from seg.train import eval_batch_size
+from seg.evaluate import eval_batch_size
+from seg.levers import Levers, autocast, resolve_levers
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm")
 OVERLAY_ALPHA = 0.55  # weight of the class colour over the image
@@ -63,8 +63,7 @@ def predict_images(m: ExportedModel, images: list[Image.Image],
     x = normalize(x.to(levers.device))  # (B, 3, S, S), as training evaluated
     if levers.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(levers.device.type, dtype=levers.amp_dtype or torch.float32,
-                        enabled=levers.amp_dtype is not None):
+    with autocast(levers):
         logits = m.model(x).float()  # (B, C, S, S)
     out = []
     for i, im in enumerate(images):

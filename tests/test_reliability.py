@@ -100,15 +100,15 @@ def _space(tmp_path):
 
 
 def test_the_lock_refuses_a_second_holder_and_is_released(tmp_path):
-    from search.experiment import LOCK_NAME, ExperimentLock, locate
-    from search.space import SpaceError
+    from search.folder import locate
+    from search.lock import LOCK_NAME, ExperimentLock, LockError
 
     space = _space(tmp_path)
     here = locate(space, results=str(tmp_path / "results"))
     with ExperimentLock(here):
         holder = json.loads((here.dir / LOCK_NAME).read_text())
         assert holder["pid"] == os.getpid() and holder["host"]
-        with pytest.raises(SpaceError) as e:  # a second lock on the same folder (even from this process)
+        with pytest.raises(LockError) as e:  # a second lock on the same folder (even from this process)
             ExperimentLock(here).__enter__()
         msg = str(e.value)
         assert f"experiment 'locked' is already being run by pid {os.getpid()}" in msg and "--fresh" in msg
@@ -122,13 +122,15 @@ def test_the_lock_refuses_a_second_holder_and_is_released(tmp_path):
 
 
 def test_a_killed_holder_releases_the_lock(tmp_path):
-    from search.experiment import ExperimentLock, locate
+    from search.folder import locate
+    from search.lock import ExperimentLock
 
     space = _space(tmp_path)
     (tmp_path / "results").mkdir()
     code = textwrap.dedent(f"""
         import os, signal
-        from search.experiment import ExperimentLock, locate
+        from search.folder import locate
+        from search.lock import ExperimentLock
         from search.space import load_space
         ExperimentLock(locate(load_space({str(tmp_path / 's.yaml')!r}), results={str(tmp_path / 'results')!r})).__enter__()
         os.kill(os.getpid(), signal.SIGKILL)

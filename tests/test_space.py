@@ -318,7 +318,8 @@ def test_cli_prints_space_errors_without_traceback_and_exits_2(tmp_path, capsys)
 
 
 def test_edited_space_is_refused_for_an_existing_experiment(tmp_path):
-    from search.experiment import locate, open_experiment
+    from search.experiment import open_experiment
+    from search.folder import locate
 
     results = str(tmp_path / "results")
     path = write(tmp_path, MINIMAL)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from search import storage
-from search.experiment import LOCK_NAME, ExperimentLock, Location, locate
-from search.space import SpaceError, load_space
+from search.folder import Location, locate
+from search.lock import LOCK_NAME, ExperimentLock, LockError
+from search.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,7 +76,7 @@ def test_the_uri_lease_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path)
     with ExperimentLock(Location("x", tmp_path / "a", uri)):
         held = json.loads((tmp_path / "shared" / "x" / LOCK_NAME).read_text())
         assert held["pid"] == os.getpid()
-        with pytest.raises(SpaceError, match="already being run by pid") as e:
+        with pytest.raises(LockError, match="already being run by pid") as e:
             ExperimentLock(Location("x", tmp_path / "b", uri)).__enter__()  # another folder, the same URI
         assert "last heartbeat" in str(e.value) and "--fresh" in str(e.value)
     assert not (tmp_path / "shared" / "x" / LOCK_NAME).exists()  # released
@@ -84,7 +85,8 @@ def test_the_uri_lease_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path)
     code = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from search.experiment import ExperimentLock, Location
+        from search.folder import Location
+        from search.lock import ExperimentLock
         ExperimentLock(Location("x", Path({str(tmp_path / 'c')!r}), {uri!r})).__enter__()
         os.kill(os.getpid(), signal.SIGKILL)
         """)

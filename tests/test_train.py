@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from seg.config import make_config
-from seg.train import NonFiniteLossError, Trainer, evaluate, lr_factor, main
+from seg.evaluate import evaluate
+from seg.train import main
+from seg.trainer import NonFiniteLossError, Trainer, lr_factor
 
 
 def run(cfg, n=None):
@@ -143,6 +145,11 @@ def test_cli_writes_metrics_and_resumes(tiny_cfg, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert math.isfinite(summary["best_val_miou"]) and (out / "best.pt").exists()
     assert "resuming" in capsys.readouterr().out
+    # another configuration over the same folder: one line naming the folder and the field, nothing trained
+    assert main(["--config", str(cfgfile), "--set", "epochs=3", "--set", "lr=5e-3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out) in err and "lr 0.001 there, 0.005 here" in err, err
+    assert "epochs" not in err and len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
 def test_cli_rejects_unknown_key(tmp_path, capsys):

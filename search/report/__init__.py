@@ -5,8 +5,9 @@
 
 Reads `experiment.json` (optional), `leaderboard.parquet`, `history.parquet` and `masks/<trial_id>.npz`; never
 imports Ray or torch. The page works offline from file://. Every section renders from whatever exists and says
-why it is empty; one that fails says so and the rest still render. The search calls `write_report` after each
-finished trial.
+why it is empty; one that fails says so and the rest still render. The search calls `write_report` once, when
+it finishes (search.run); `python -m search.report` rebuilds it at any time, a running search's finished trials
+included.
 
 The package, in the order the data flows:
     values.py      missing values, plain scalars, number / duration / time formatting (a leaf)
@@ -24,6 +25,7 @@ import logging
 import sys
 from pathlib import Path
 
+from search.folder import NotAnExperimentError, experiment_folder
 from search.report.html import empty, page, section
 from search.report.load import ReportData, data_description, load_report_data
 from search.report.sections import SECTIONS, Section, table4
@@ -81,14 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--into", type=Path, metavar="FILE", help=f"with --markdown: replace the lines between "
                     f"{TABLE4_MARKERS[0]} and {TABLE4_MARKERS[1]} in FILE (e.g. README.md)")
     args = ap.parse_args(argv)
-    if not args.exp_dir.is_dir():
-        print(
-            f"error: {args.exp_dir} is not a folder; pass an experiment folder such as results/<name>",
-            file=sys.stderr,
-        )
+    try:
+        exp_dir = experiment_folder(args.exp_dir)
+    except NotAnExperimentError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     if args.markdown:
-        block = table4_markdown(args.exp_dir)
+        block = table4_markdown(exp_dir)
         if args.into is None:
             print(block, end="")
             return 0
@@ -97,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        print(f"wrote Table 4 of {args.exp_dir} into {args.into}")
+        print(f"wrote Table 4 of {exp_dir} into {args.into}")
         return 0
-    out = write_report(args.exp_dir)
+    out = write_report(exp_dir)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

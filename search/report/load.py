@@ -21,7 +21,7 @@ import pandas as pd
 from search.paper_table4 import FIXED_NAMES
 from search.report.values import fmt, labels, present
 from search.fragments import read_tables
-from search.tables import HISTORY_FILE, LEADERBOARD_FILE, fragment_files, ranked
+from search.tables import best_completed, ranked
 from search.vocab import FIXED, HOST, IOU_PREFIX
 from seg.config import TrainConfig
 from seg.data.classes import VOC, ClassInfo, column_names
@@ -106,7 +106,7 @@ def load_report_data(exp_dir: Path) -> ReportData:
     exp_dir = Path(exp_dir)
     notes: list[str] = []
     meta = read_meta(exp_dir / "experiment.json", notes)
-    lb, hist = read_live_tables(exp_dir, notes)
+    lb, hist = read_tables(exp_dir, notes)  # the files, with a running search's newest fragments laid over them
     return ReportData(exp_dir, meta, prepare_leaderboard(lb), prepare_history(hist), notes)
 
 
@@ -120,28 +120,6 @@ def read_meta(path: Path, notes: list[str]) -> dict[str, Any]:
         notes.append(f"{path.name} could not be read ({e}).")
         return {}
     return meta if isinstance(meta, dict) else {}
-
-
-def read_live_tables(exp_dir: Path, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The two Parquet files, with the fragments of trials finished since their last compaction laid over them
-    (search.fragments) while a search runs; the files alone when there are none or they cannot be merged."""
-    if any(fragment_files(exp_dir, t) for t in ("leaderboard", "history")):
-        try:
-            return read_tables(exp_dir)
-        except Exception as e:  # fall back to the compacted files
-            notes.append(f"the trials finished since the last compaction could not be read ({type(e).__name__}: {e}).")
-    return read_parquet(exp_dir / LEADERBOARD_FILE, notes), read_parquet(exp_dir / HISTORY_FILE, notes)
-
-
-def read_parquet(path: Path, notes: list[str]) -> pd.DataFrame:
-    if not path.is_file():
-        notes.append(f"{path.name} does not exist yet.")
-        return pd.DataFrame()
-    try:
-        return pd.read_parquet(path)
-    except Exception as e:  # a damaged file must not take the whole report down
-        notes.append(f"{path.name} could not be read ({type(e).__name__}: {e}).")
-        return pd.DataFrame()
 
 
 def prepare_leaderboard(lb: pd.DataFrame) -> pd.DataFrame:
@@ -230,9 +208,11 @@ def varying(lb: pd.DataFrame, cols: list[str]) -> list[str]:
 
 def best_trial(lb: pd.DataFrame) -> pd.Series | None:
     """The top-ranked completed trial with a score, else the top-ranked scored one, else None."""
-    done = lb[(lb["status"] == "completed") & lb["best_val_miou"].notna()]
-    pool = done if len(done) else lb[lb["best_val_miou"].notna()]
-    return pool.iloc[0] if len(pool) else None  # lb is ranked
+    best = best_completed(lb)
+    if best is not None:
+        return best
+    scored = lb[lb["best_val_miou"].notna()]
+    return scored.iloc[0] if len(scored) else None  # lb is ranked
 
 
 def fixed_ids(lb: pd.DataFrame) -> set[str]:

@@ -22,7 +22,8 @@ from ray import tune
 from search import storage
 from search.experiment import Experiment, PassInterrupted
 from search.fragments import TableWriter
-from search.records import collect_records, named_trial_config, pass_records, resume_checkpoints, trial_dirname
+from search.records import collect_records, named_trial_config, pass_records, resume_checkpoints
+from search.tune.layout import trial_dirname
 from search.seeds import plan_reruns
 from search.space import Space
 from search.tune.cost import CostMeter

@@ -18,11 +18,10 @@ from ray import tune
 from search import storage
 from search.faults import kill_after
 from search.provenance import now_iso
-from search.records import (describe_end, dirname_of, final_status, last_exception_line, merge_result, optuna_number,
-                            read_record, record_path, split_config, trial_key, write_record)
+from search.records import (describe_end, final_status, merge_result, optuna_number, read_record, record_path,
+                            split_config, trial_key, write_record)
+from search.tune.layout import MASKS_FILE, RESUME_FILE, dirname_of, last_exception_line, state_location
 from search.tune.run_info import RunInfo
-from search.records import STATE_FILE
-from search.tune.trainable import MASKS_FILE, RESUME_FILE
 from search.vocab import FAILED, RUNNING, SEARCHED
 
 KEPT_CHECKPOINTS = 3  # checkpoint paths a record keeps (Tune keeps 2 per trial; one more in case it is mid-delete)
@@ -149,7 +148,7 @@ class TrialRecorder(tune.Callback):
 
 def slim_checkpoints(rec: dict[str, Any]) -> None:
     """A final trial keeps what export and the report need, not what a retry would: its newest checkpoint without
-    RESUME_FILE (model and optimizer state), so STATE_FILE holds the best weights (`best_state`), config and scores;
+    RESUME_FILE (model and optimizer state), so its STATE_FILE (search.tune.layout) holds the best weights (`best_state`), config and scores;
     the older checkpoints go. The record names what is left (`checkpoints`, `best_weights`)."""
     kept = rec.get("checkpoints") or []
     if not kept:
@@ -159,7 +158,7 @@ def slim_checkpoints(rec: dict[str, Any]) -> None:
         storage.delete_dir(c["path"])
     storage.delete(storage.join(newest["path"], RESUME_FILE))
     rec["checkpoints"] = [{**newest, "slim": True}]
-    rec["best_weights"] = storage.join(newest["path"], STATE_FILE)
+    rec["best_weights"] = state_location(newest["path"])
 
 
 def local_error_text(trial) -> str | None:

@@ -1,4 +1,4 @@
-"""`RunInfo`: what every trial of a Tune run needs from the driver. Its own light module (no torch, no seg.train),
+"""`RunInfo`: what every trial of a Tune run needs from the driver. Its own light module (no torch, no seg.trainer),
 because it is pickled into every trial: a worker that unpickles it imports only this (the synthetic trials of
 bench.scale stay as light as they are meant to be)."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search import storage
-from search.records import dirname_of
+from search.tune.layout import dirname_of
 
 
 @dataclass(frozen=True)

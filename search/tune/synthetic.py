@@ -1,7 +1,7 @@
 """The synthetic trainable: a Tune trial that trains no model and reports made-up learning curves
 (search.synthetic) with a tiny checkpoint per epoch, as fast as Tune takes them. `search.run --synthetic-trials`
 runs a whole search of them through the real passes, recorder, tables and report, which is how bench.scale
-measures what the search itself costs per trial. Imports neither torch nor seg.train, so its workers stay light.
+measures what the search itself costs per trial. Imports neither torch nor seg.trainer, so its workers stay light.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The trainable: one Tune trial = one `seg.train.Trainer`, reporting every epoch with a checkpoint.
+"""The trainable: one Tune trial = one `seg.trainer.Trainer`, reporting every epoch with a checkpoint.
 
 Each epoch's result is the trainer's metrics dict plus where it ran (`segtune_*` keys), with a checkpoint of the
 full trainer state, so a retried trial continues from its last epoch. Failures that would repeat on every retry
@@ -28,20 +28,15 @@ from ray import tune
 
 from search.faults import epoch_hooks, hold_after_epoch
 from search import storage
-from search.records import ERROR_KEY, FAILED_AT_KEY, STATE_FILE, STATUS_KEY, split_config, trial_key
+from search.records import ERROR_KEY, FAILED_AT_KEY, STATUS_KEY, split_config, trial_key
+from search.tune.layout import CHECKPOINT_GLOB, MASKS_FILE, OOM_MARKER, RESUME_FILE, RESUME_KEYS, STATE_FILE
 from search.tune.run_info import RunInfo
 from search.vocab import COMPLETED, FAILED, FAILED_SCORE, HOST, RUNNING
 from seg.atomic import atomic_write
 from seg.config import ConfigError, make_config
 from seg.data.voc import DataError
 from seg.models.weights import PretrainedWeightsError
-from seg.train import NonFiniteLossError, Trainer
-
-# Inside each Tune checkpoint directory, two files: STATE_FILE (search.records; what a finished trial keeps: the best
-# weights under `best_state`, the config, epoch, scores, masks: what search.export reads) and RESUME_FILE (model and
-# optimizer of the last epoch: only a retry needs them; the recorder deletes it once the trial is final)
-RESUME_FILE = "resume_state.pt"
-RESUME_KEYS = ("model", "optimizer")
+from seg.trainer import NonFiniteLossError, Trainer
 
 
 def train_trial(config: dict[str, Any], run: RunInfo) -> None:
@@ -101,10 +96,6 @@ def data_missing_on_node(err: DataError, fields: dict[str, Any], placement: dict
         f"every node, or copy it there with the cluster launcher's file_mounts / setup_commands (docs/cluster.md)")
 
 
-OOM_MARKER = "out-of-memory"  # in the trial's storage folder: this trial already ran out of memory once
-MASKS_FILE = "masks.npz"  # in the trial's storage folder: the best epoch's masks (docs/DESIGN.md)
-
-
 def masks_npz(trainer: Trainer) -> bytes:
     buf = io.BytesIO()
     np.savez_compressed(buf, **trainer.best_masks)
@@ -136,7 +127,7 @@ def out_of_memory(err: BaseException, fields: dict[str, Any], run: RunInfo,
 
 
 def save_checkpoint(trainer: Trainer, folder: Path) -> None:
-    """The trainer's state as STATE_FILE + RESUME_FILE (see above), each written atomically."""
+    """The trainer's state as STATE_FILE + RESUME_FILE (search.tune.layout), each written atomically."""
     state = trainer.state_dict()
     resume = {k: state.pop(k) for k in RESUME_KEYS}
     atomic_write(folder / RESUME_FILE, lambda tmp: torch.save(resume, tmp))
@@ -168,7 +159,7 @@ def _older_siblings(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
     newest = Path(checkpoint.path)
     if not newest.parent.is_dir():
         return []
-    older = sorted((p for p in newest.parent.glob("checkpoint_*") if p.is_dir() and p.name < newest.name),
+    older = sorted((p for p in newest.parent.glob(CHECKPOINT_GLOB) if p.is_dir() and p.name < newest.name),
                    reverse=True)
     return [tune.Checkpoint(str(p)) for p in older]
 

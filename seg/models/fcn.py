@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from seg.config import TrainConfig
-from seg.data.voc import NUM_CLASSES
+from seg.models.spec import DEFAULT_NUM_CLASSES
 from seg.models.blocks import ConvAct, DeconvAct, SegmentationHead, lateral, scaled, xavier_init
 
 ENCODER_CHANNELS = (32, 64, 128, 256, 512)  # stage i outputs stride 2**(i+1)
@@ -72,7 +72,7 @@ class FCNDecoder(nn.Module):
 class FCN(nn.Module):
     """Baseline FCN: encoder -> decoder -> 1x1 head. Input (B, 3, H, W) -> logits (B, num_classes, H, W)."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, activation: str = "relu", width: float = 1.0,
+    def __init__(self, num_classes: int = DEFAULT_NUM_CLASSES, activation: str = "relu", width: float = 1.0,
                  skips: bool = False):
         super().__init__()
         enc = tuple(scaled(c, width) for c in ENCODER_CHANNELS)
@@ -87,5 +87,5 @@ class FCN(nn.Module):
         return self.head(self.decoder(self.encoder(x)))  # (B, 21, H, W)
 
 
-def build_fcn(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> FCN:
+def build_fcn(cfg: TrainConfig, num_classes: int = DEFAULT_NUM_CLASSES) -> FCN:
     return FCN(num_classes=num_classes, activation=cfg.activation, width=cfg.width, skips=cfg.skips)

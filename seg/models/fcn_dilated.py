@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from seg.config import TrainConfig
-from seg.data.voc import NUM_CLASSES
+from seg.models.spec import DEFAULT_NUM_CLASSES
 from seg.models.blocks import ConvAct, DeconvAct, SegmentationHead, scaled, xavier_init
 
 # (cout, kernel, stride, padding, dilation); input channels chain from the previous row.
@@ -62,7 +62,7 @@ def dilated_fcn_sizes(n: int) -> list[int]:
 class DilatedFCN(nn.Module):
     """Model 5a. Input (B, 3, H, W) -> logits (B, num_classes, H, W)."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, activation: str = "tanh", width: float = 1.0,
+    def __init__(self, num_classes: int = DEFAULT_NUM_CLASSES, activation: str = "tanh", width: float = 1.0,
                  in_channels: int = 3):
         super().__init__()
         layers, cin = [], in_channels
@@ -86,5 +86,5 @@ class DilatedFCN(nn.Module):
         return logits  # (B, 21, H, W)
 
 
-def build_fcn_dilated(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> DilatedFCN:
+def build_fcn_dilated(cfg: TrainConfig, num_classes: int = DEFAULT_NUM_CLASSES) -> DilatedFCN:
     return DilatedFCN(num_classes=num_classes, activation=cfg.activation, width=cfg.width)

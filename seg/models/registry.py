@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch.nn as nn
 
-from seg.data.classes import NUM_CLASSES
+from seg.models.spec import DEFAULT_NUM_CLASSES
 from seg.models.fcn import build_fcn
 from seg.models.fcn_dilated import build_fcn_dilated
 from seg.models.resnet_fcn import build_resnet34_fcn, ensure_trunk_weights
@@ -37,7 +37,7 @@ PRETRAINED_WEIGHTS: dict[str, Callable[["TrainConfig"], Path | None]] = {
 }
 
 
-def build_model(cfg: "TrainConfig", num_classes: int = NUM_CLASSES) -> nn.Module:
+def build_model(cfg: "TrainConfig", num_classes: int = DEFAULT_NUM_CLASSES) -> nn.Module:
     """The model named by cfg.arch with a num_classes head; an unknown name raises KeyError listing the valid ones."""
     try:
         builder = MODELS[cfg.arch]

@@ -27,7 +27,7 @@ import torch.nn as nn
 from torchvision.models import ResNet34_Weights, resnet34
 
 from seg.config import TrainConfig
-from seg.data.voc import NUM_CLASSES
+from seg.models.spec import DEFAULT_NUM_CLASSES
 from seg.models.blocks import SegmentationHead, scaled, xavier_init
 from seg.models.fcn import DECODER_CHANNELS, FCNDecoder
 from seg.models.weights import PretrainedWeightsError, download_note, offline
@@ -115,7 +115,7 @@ class ResNet34Encoder(nn.Module):
 class ResNet34FCN(nn.Module):
     """Model 5b. Input (B, 3, H, W), H and W divisible by 32 -> logits (B, num_classes, H, W)."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, activation: str = "relu", width: float = 1.0,
+    def __init__(self, num_classes: int = DEFAULT_NUM_CLASSES, activation: str = "relu", width: float = 1.0,
                  skips: bool = False, pretrained: bool = False, pretrained_path: str | None = None):
         super().__init__()
         dec = tuple(scaled(c, width) for c in DECODER_CHANNELS)
@@ -133,6 +133,6 @@ class ResNet34FCN(nn.Module):
         return self.head(self.decoder(self.encoder(x)))  # (B, 21, H, W)
 
 
-def build_resnet34_fcn(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> ResNet34FCN:
+def build_resnet34_fcn(cfg: TrainConfig, num_classes: int = DEFAULT_NUM_CLASSES) -> ResNet34FCN:
     return ResNet34FCN(num_classes=num_classes, activation=cfg.activation, width=cfg.width, skips=cfg.skips,
                        pretrained=cfg.pretrained, pretrained_path=cfg.pretrained_path)

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from seg.config import ConfigError, TrainConfig
-from seg.data.classes import NUM_CLASSES
+from seg.models.spec import DEFAULT_NUM_CLASSES
 from seg.models.blocks import scaled
 from seg.models.weights import PretrainedWeightsError, download_note, offline
 
@@ -111,7 +111,7 @@ def _decoder_kwargs(arch: str, width: float) -> dict[str, Any]:
     return {"decoder_channels": scaled(DEEPLAB_DECODER, width)}
 
 
-def build_smp(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> nn.Module:
+def build_smp(cfg: TrainConfig, num_classes: int = DEFAULT_NUM_CLASSES) -> nn.Module:
     """The smp model cfg.arch names, with a num_classes head; encoder weights loaded when cfg.pretrained."""
     smp = _smp()
     cls = {"smp_unet": smp.Unet, "smp_fpn": smp.FPN, "smp_deeplabv3plus": smp.DeepLabV3Plus}[cfg.arch]

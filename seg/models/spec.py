@@ -28,6 +28,9 @@ ARCHS: dict[str, ArchSpec] = {
     "smp_deeplabv3plus": ArchSpec(32, "segmentation_models_pytorch DeepLabV3+ on cfg.encoder", min_size=32),
 }
 SMP_ARCHS = tuple(a for a in ARCHS if a.startswith("smp_"))
+# A model's head size when the caller gives none: 21, the paper's PASCAL VOC classes (20 + background), as
+# torchvision's segmentation models default. The data's own count (seg.data.classes) is passed in by the trainer.
+DEFAULT_NUM_CLASSES = 21
 
 # Encoders the config accepts by name (tests/test_models.py checks segmentation_models_pytorch knows them all);
 # any timm model also works as `tu-<timm name>` (checked when the model is built).

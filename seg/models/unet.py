@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from seg.config import TrainConfig
-from seg.data.voc import NUM_CLASSES
+from seg.models.spec import DEFAULT_NUM_CLASSES
 from seg.models.blocks import ConvAct, DeconvAct, SegmentationHead, scaled, xavier_init
 
 WIDTHS = (64, 128, 256, 512, 1024)  # per level; len - 1 = number of 2x2 max-pools
@@ -147,7 +147,7 @@ def _match(up: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 class UNet(nn.Module):
     """Model 5c. Input (B, 3, H, W) -> logits (B, num_classes, H, W) for either padding mode."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, activation: str = "relu", width: float = 1.0,
+    def __init__(self, num_classes: int = DEFAULT_NUM_CLASSES, activation: str = "relu", width: float = 1.0,
                  padding: str = "same"):
         super().__init__()
         if padding not in ("same", "valid"):
@@ -172,5 +172,5 @@ class UNet(nn.Module):
         return logits  # (B, 21, H, W)
 
 
-def build_unet(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> UNet:
+def build_unet(cfg: TrainConfig, num_classes: int = DEFAULT_NUM_CLASSES) -> UNet:
     return UNet(num_classes=num_classes, activation=cfg.activation, width=cfg.width, padding=cfg.padding)

@@ -201,8 +201,8 @@ def test_s3_storage_and_a_resume_from_an_empty_folder(tmp_path, synthetic_root, 
 
 
 def test_the_lock_on_object_storage_refuses_a_second_driver(tmp_path, s3):
-    from search.experiment import ExperimentLock, Location
-    from search.space import SpaceError
+    from search.folder import Location
+    from search.lock import ExperimentLock, LockError
 
     aws, client = s3
     old = {k: os.environ.get(k) for k in aws}
@@ -212,7 +212,7 @@ def test_the_lock_on_object_storage_refuses_a_second_driver(tmp_path, s3):
         with ExperimentLock(loc):
             held = json.loads(client.get_object(Bucket="segtune", Key="locked/x/.segtune.lock")["Body"].read())
             assert held["pid"] == os.getpid() and time.time() - held["heartbeat"] < 60
-            with pytest.raises(SpaceError, match="already being run by pid"):  # another machine's folder
+            with pytest.raises(LockError, match="already being run by pid"):  # another machine's folder
                 ExperimentLock(Location("x", tmp_path / "b", "s3://segtune/locked/x")).__enter__()
         assert "Contents" not in client.list_objects_v2(Bucket="segtune", Prefix="locked/x/.segtune.lock")
     finally:

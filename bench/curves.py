@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from search.folder import EXPERIMENT_FILE, NotAnExperimentError, experiment_folder
 from search.provenance import now_iso
 from search.tables import build_tables
 
@@ -204,9 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "build":
         return build(args.space, args.image_size, args.results, args.run_args, args.data_dir)
-    if not (args.exp_dir / "experiment.json").is_file():
-        print(f"{args.exp_dir}: not an experiment folder (no experiment.json); pass results/<experiment>",
-              file=sys.stderr)
+    try:
+        experiment_folder(args.exp_dir)
+        if not (args.exp_dir / EXPERIMENT_FILE).is_file():
+            raise NotAnExperimentError(f"{args.exp_dir}: no {EXPERIMENT_FILE}, which the table's provenance needs")
+    except NotAnExperimentError as err:
+        print(err, file=sys.stderr)
         return 2
     if args.cmd == "export":
         table, meta = export(args.exp_dir, args.out)

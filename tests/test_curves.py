@@ -67,4 +67,4 @@ def test_build_exports_the_documented_table_and_resumes_from_its_snapshot(tmp_pa
 
 def test_export_refuses_a_folder_that_is_not_an_experiment(tmp_path, capsys):
     assert curves.main(["export", str(tmp_path), "--out", str(tmp_path / "t.parquet")]) == 2
-    assert "not an experiment folder" in capsys.readouterr().err
+    assert "is not a segtune experiment folder: it is empty" in capsys.readouterr().err

@@ -129,7 +129,12 @@ def test_search_end_to_end(tmp_path, synthetic_root, monkeypatch):
     # provenance and placement on every trained row
     trained = board[board["epochs_run"] > 0]
     assert trained["device_name"].str.startswith("cpu").all() and trained["host"].notna().all()
-    assert trained["config_json"].map(lambda s: TrainConfig(**json.loads(s)) is not None).all()
+    for row in trained.itertuples():  # config_json is the trial's own complete config, the one its columns show
+        cfg = json.loads(row.config_json)
+        assert set(cfg) == set(TrainConfig.model_fields), row.name
+        resolved = TrainConfig(**cfg)
+        assert (resolved.arch, resolved.lr, resolved.activation, resolved.width, resolved.epochs) == (
+            row.arch, row.lr, row.activation, row.width, row.epochs), row.name
     assert (board["versions"].map(json.loads).map(lambda v: "ray" in v and "optuna" in v)).all()
     assert len(history) == trained["epochs_run"].sum()
 

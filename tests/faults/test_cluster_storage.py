@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import require_or_skip
+
 from faultlib import REPO, check_complete, cli, env, kill_group, records, run, snapshot, space_yaml, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -68,12 +70,14 @@ def _kill_namespace(proc: subprocess.Popen) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # 1. Two nodes that do not share the driver's disk
 # ---------------------------------------------------------------------------------------------------------------
-needs_namespaces = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                                      reason="needs root and unshare (mount namespaces) for a node with its own disk")
+@pytest.fixture
+def namespaces() -> None:
+    """Root and unshare (mount namespaces) for a node with its own disk (skipped where absent, failed under CI)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        require_or_skip("needs root and unshare (mount namespaces) for a node with its own disk")
 
 
-@needs_namespaces
-def test_a_worker_that_cannot_see_the_driver_folder(tmp_path, synthetic_root):
+def test_a_worker_that_cannot_see_the_driver_folder(tmp_path, synthetic_root, namespaces):
     token = tmp_path / "token"
     token.write_text(secrets.token_hex(32))
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
@@ -143,8 +147,11 @@ def test_a_worker_that_cannot_see_the_driver_folder(tmp_path, synthetic_root):
 @pytest.fixture
 def s3(tmp_path):
     """moto's S3-compatible server on 127.0.0.1, a bucket, and the environment that points boto3/pyarrow at it."""
-    pytest.importorskip("moto")
-    boto3 = pytest.importorskip("boto3")
+    try:
+        import boto3
+        import moto  # noqa: F401
+    except ImportError as e:
+        require_or_skip(f"moto/boto3 not installed ({e}); pip install -e '.[test]'")
     port = free_port()
     server = _session([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
                       tmp_path / "moto.log")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import minimal_space
 from search import storage
 from search.experiment import LOCK_NAME, ExperimentLock, Location, locate
 from search.space import SpaceError, load_space
@@ -48,14 +49,7 @@ def test_push_then_pull_into_an_empty_folder(tmp_path):
 
 
 def _space(tmp_path) -> Path:
-    path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent("""
-        name: loc
-        data: {dataset: synthetic, root: data/synthetic, image_size: 32}
-        defaults: {epochs: 1}
-        fixed_trials: {a: {}}
-        """))
-    return path
+    return minimal_space(tmp_path, "loc")
 
 
 def test_locate_a_uri_experiment(tmp_path):

@@ -1,7 +1,9 @@
 """Headless Chromium for tests: load a local HTML file, dump the DOM after its scripts ran, take a screenshot.
 
 Debian's `/usr/bin/chromium` (apt-get install chromium) or any chromium/chrome on PATH; `find_chromium()` is None
-when there is none, and tests skip with that reason. Every run gets a fresh profile and no network features.
+when there is none, and tests ask for it through conftest's `chromium` fixture (a skip locally, a failure in CI).
+`assert_page_ok` is the one check that a page's scripts ran clean; every test that renders a report uses it.
+Every run gets a fresh profile and no network features.
 """
 
 from __future__ import annotations
@@ -81,6 +83,28 @@ def render(
     return Rendered(dump.stdout, dump.stderr, shot)
 
 
+def page_errors(res: Rendered) -> list[str]:
+    """What is wrong with a rendered report: the page's own error flag, its ready flag, uncaught exceptions."""
+    import re
+
+    tag = re.search(r"<html[^>]*>", res.dom)
+    tag = tag.group(0) if tag else ""
+    errors = []
+    if 'data-js-errors=""' not in tag:
+        errors.append(f"the page recorded JavaScript errors: {tag}")
+    if 'data-report-ready="1"' not in tag:
+        errors.append(f"the page's own script did not run to its end: {tag}")
+    uncaught = [line for line in res.log.splitlines() if "Uncaught" in line]
+    if uncaught:
+        errors.append("uncaught exceptions in the console:\n" + "\n".join(uncaught[:20]))
+    return errors
+
+
+def assert_page_ok(res: Rendered) -> None:
+    errors = page_errors(res)
+    assert not errors, "\n".join(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python tests/browser.py REPORT.html`: render it; print its size, the page's error flag and how many
     leaderboard rows are in the DOM (bench.scale's 10,000-trial report is checked this way)."""
@@ -92,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     tag = re.search(r"<html[^>]*>", res.dom).group(0)
     table = re.search(r'<table id="lb-table".*?</table>', res.dom, re.S)
     rows = table.group(0).count("<tr data-status") if table else 0
-    ok = 'data-js-errors=""' in tag and 'data-report-ready="1"' in tag and "Uncaught" not in res.log
+    ok = not page_errors(res)
     print(f"{page}: {page.stat().st_size / 1e6:.2f} MB; {tag}; {rows} leaderboard rows in the DOM; "
           f"{'no JavaScript errors' if ok else 'JAVASCRIPT ERRORS'}")
     return 0 if ok else 1

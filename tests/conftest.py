@@ -1,4 +1,8 @@
-"""Shared fixtures: a tiny synthetic VOC-layout dataset made once per session, and the real VOC2007 set."""
+"""Shared fixtures: a tiny synthetic VOC-layout dataset made once per session, the real VOC2007 set, Chromium.
+
+The real VOC2007 set and Chromium are required components: absent, their tests skip locally and fail under CI
+(helpers.require_or_skip, SEGTUNE_REQUIRE_ALL=1 in .ci/run).
+"""
 from __future__ import annotations
 
 import os
@@ -7,12 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import require_or_skip
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_VOC = Path(os.environ.get("SEGTUNE_VOC_ROOT", REPO.parent / "shared" / "data"))
 
 # Tests never need the network: no ImageNet weights download is tried (seg.models.weights); subprocesses and Ray
 # workers inherit it.
 os.environ["SEGTUNE_OFFLINE"] = "1"
+
 # Two cores: keep each test process from oversubscribing them.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -29,10 +36,21 @@ def synthetic_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def voc_root() -> Path:
-    """The genuine VOC2007 segmentation set; tests that need it are skipped where it is absent."""
+    """The genuine VOC2007 segmentation set (skipped where absent, failed under CI)."""
     if not (REAL_VOC / "VOCdevkit" / "VOC2007" / "ImageSets" / "Segmentation" / "train.txt").is_file():
-        pytest.skip(f"real VOC2007 not found at {REAL_VOC}")
+        require_or_skip(f"real VOC2007 not found at {REAL_VOC} (set SEGTUNE_VOC_ROOT)")
     return REAL_VOC
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium's path (skipped where absent, failed under CI)."""
+    from browser import SKIP_REASON, find_chromium
+
+    path = find_chromium()
+    if path is None:
+        require_or_skip(SKIP_REASON)
+    return path
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The bad-input table: each mistake a user can make gets one clear message through the real CLI (file, key or
-item, the bad value, the fix), a non-zero exit code and no traceback (tracebacks only with --debug).
+item, the bad value, the fix), exit code 2 and no traceback (tracebacks only with --debug).
 
 Most cases call `search.run.main` in this process (no Ray is started for them: spaces, data, weights and the results
 folder are checked first); the ones marked `subprocess` run `python -m ...` exactly as a user would.
@@ -21,6 +21,8 @@ from typing import Callable
 import numpy as np
 import pytest
 from PIL import Image
+
+from helpers import put_mask_value, search_args, truncate_half, widen_by_3
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "troubleshooting.md"
@@ -62,7 +64,7 @@ def space(tmp: Path, root: Path, text: str | None = None, edit: tuple[str, str] 
 
 
 def run_args(path: Path, tmp: Path, *extra: str) -> list[str]:
-    return [str(path), "--results", str(tmp / "results"), "--no-dashboard", "--num-cpus", "1", *extra]
+    return search_args(path, tmp / "results", *extra, num_cpus=1)
 
 
 def broken_data(tmp: Path, root: Path, rel: str, breaker: Callable[[Path], None]) -> Path:
@@ -77,24 +79,6 @@ def data_case(rel: str, breaker: Callable[[Path], None]) -> Callable[[Path, Path
     def make(tmp: Path, root: Path) -> list[str]:
         return run_args(space(tmp, broken_data(tmp, root, rel, breaker)), tmp)
     return make
-
-
-def _truncate(p: Path) -> None:
-    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
-
-
-def _mask_value(p: Path) -> None:
-    m = Image.open(p)
-    a = np.array(m)
-    a[0, 0] = 37
-    out = Image.fromarray(a)
-    out.putpalette(m.getpalette())
-    out.save(p)
-
-
-def _resize(p: Path) -> None:
-    m = Image.open(p)
-    m.resize((m.width + 3, m.height), Image.NEAREST).save(p)
 
 
 FOLDER_SPACE = """
@@ -120,10 +104,7 @@ def folder_case(breaker: Callable[[Path], None]) -> Callable[[Path, Path], list[
 
 
 def _mask_value_5(data: Path) -> None:
-    p = data / "masks" / "000001.png"
-    a = np.array(Image.open(p))
-    a[0, 0] = 7
-    Image.fromarray(a).save(p)
+    put_mask_value(data / "masks" / "000001.png", 7)
 
 
 def model_folder(tmp: Path, classes: int = 21) -> Path:
@@ -225,15 +206,15 @@ CASES: dict[str, Case] = {
         ["space.yaml", "train.txt names files that do not exist", "999999.jpg", "remove their ids"],
         "restore the files or remove the ids from the split file"),
     "truncated-jpeg": Case(
-        "a truncated JPEG", data_case("JPEGImages/000000.jpg", _truncate),
+        "a truncated JPEG", data_case("JPEGImages/000000.jpg", truncate_half),
         ["space.yaml", "cannot decode image", "000000.jpg", "corrupt or truncated, replace it"],
         "replace the file (re-copy the data set)"),
     "mask-labels": Case(
-        "a mask PNG with labels outside {0..20, 255}", data_case("SegmentationClass/000000.png", _mask_value),
+        "a mask PNG with labels outside {0..20, 255}", data_case("SegmentationClass/000000.png", put_mask_value),
         ["space.yaml", "000000.png has values [37]", "0..20 and 255"],
         "masks must be class-index PNGs (palette or grayscale), not colour images"),
     "size-mismatch": Case(
-        "image / mask size mismatch", data_case("SegmentationClass/000000.png", _resize),
+        "image / mask size mismatch", data_case("SegmentationClass/000000.png", widen_by_3),
         ["space.yaml", "SegmentationClass/000000.png is", "JPEGImages/000000.jpg is", "(WxH)", "must match pixel for pixel"],
         "re-export the mask at the image's size"),
     "no-weights": Case(
@@ -356,7 +337,7 @@ def run_case(case: Case, tmp_path: Path, synthetic_root: Path, capsys) -> tuple[
 def test_bad_input_gives_one_clear_message(name, tmp_path, synthetic_root, capsys):
     case = CASES[name]
     rc, out, err = run_case(case, tmp_path, synthetic_root, capsys)
-    assert rc != 0
+    assert rc == 2, (rc, err[-2000:])  # the README: exit code 2 for every bad input, search.run included
     assert "Traceback" not in out + err, err
     if case.needs_ray:  # Ray's own start-up lines come first
         err = err[err.index("\nerror: ") + 1:] if "\nerror: " in err else err
@@ -364,8 +345,6 @@ def test_bad_input_gives_one_clear_message(name, tmp_path, synthetic_root, capsy
     assert err.count("error: ") == 1, err  # one message (it may span a few lines: the fix, the expected layout)
     for part in case.expect:
         assert part in err, f"{part!r} not in:\n{err}"
-    if case.program in ("seg.train", "seg.predict"):
-        assert rc == 2
     if not case.needs_ray:
         assert "Ray" not in out, out  # refused before Ray starts
     if name not in ("unwritable-results",):

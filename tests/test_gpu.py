@@ -18,7 +18,7 @@ from seg.levers import resolve_levers
 from seg.train import Trainer
 
 pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU test: needs CUDA (the only tests CI may skip)")]
 
 
 @pytest.mark.parametrize("arch", sorted(MODELS))

@@ -91,12 +91,26 @@ def test_color_jitter_changes_the_image_not_the_mask(tiny_cfg, batch):
     assert (x - normalize(images)).abs().amax() > 0.05
 
 
-def test_trainer_batches_are_augmented(tiny_cfg):
-    """The Trainer passes its config to the augmentation: one epoch with zoom-out differs from one without."""
+def test_trainer_batches_are_augmented(tiny_cfg, monkeypatch):
+    """The Trainer passes its config to the augmentation and trains on what it returns: with zoom-out the batches
+    it trains on carry the void border (scale 0.5-0.7 leaves at least half of each mask void), without it only
+    the masks' own void outlines."""
+    import seg.train
+
+    seen: list[tuple[float, float]] = []  # (scale_min of the config passed, void fraction of the masks returned)
+
+    def recording(images, masks, cfg, generator):  # the real augmentation, its output recorded
+        x, y = augment_batch(images, masks, cfg, generator)
+        seen.append((cfg.scale_min, (y == IGNORE_INDEX).float().mean().item()))
+        return x, y
+
+    monkeypatch.setattr(seg.train, "augment_batch", recording)
     short = {"epochs": 1, "batch_size": 12, "test_split": None, "num_masks": 0}  # 2 steps, no test pass
-    losses = [next(trainer_of(tiny_cfg, **short, **kw).epochs())["train_loss"]
-              for kw in ({}, {"scale_min": 0.5, "scale_max": 0.7, "flip": True, "color_jitter": 0.3})]
-    assert losses[0] != losses[1]
+    for kw in ({}, {"scale_min": 0.5, "scale_max": 0.7, "flip": True, "color_jitter": 0.3}):
+        next(trainer_of(tiny_cfg, **short, **kw).epochs())
+    plain, zoomed = [v for s, v in seen if s == 1.0], [v for s, v in seen if s == 0.5]
+    assert len(plain) == len(zoomed) == 2, seen  # every training step of both trainers went through it
+    assert max(plain) < 0.2 and min(zoomed) > 0.5, seen  # the synthetic masks' own void outlines are about 9%
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import minimal_space
 from seg.atomic import atomic_write, atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,20 +84,10 @@ def test_a_failing_writer_leaves_no_tmp_and_the_old_file(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # One run per experiment
 # ---------------------------------------------------------------------------------------------------------------
-MINIMAL = """
-name: locked
-data: {dataset: synthetic, root: data/synthetic, image_size: 32}
-defaults: {epochs: 1, batch_size: 4, device: cpu}
-fixed_trials: {base: {}}
-"""
-
-
 def _space(tmp_path):
     from search.space import load_space
 
-    path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent(MINIMAL))
-    return load_space(path)
+    return load_space(minimal_space(tmp_path, "locked"))
 
 
 def test_the_lock_refuses_a_second_holder_and_is_released(tmp_path):
@@ -132,7 +123,7 @@ def test_a_killed_holder_releases_the_lock(tmp_path):
         from search.folder import locate
         from search.lock import ExperimentLock
         from search.space import load_space
-        ExperimentLock(locate(load_space({str(tmp_path / 's.yaml')!r}), results={str(tmp_path / 'results')!r})).__enter__()
+        ExperimentLock(locate(load_space({str(tmp_path / 'locked.yaml')!r}), results={str(tmp_path / 'results')!r})).__enter__()
         os.kill(os.getpid(), signal.SIGKILL)
         """)
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60).returncode == -9

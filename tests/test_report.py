@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from plotly.offline import get_plotlyjs
 
-from browser import SKIP_REASON, find_chromium, render
+from browser import assert_page_ok, render
 from search.paper_table4 import TABLE4
 from search.vocab import SCHEMA_VERSION
 from search.report import load_report_data, main, write_report
@@ -225,7 +225,8 @@ def report(tmp_path_factory) -> tuple[Path, str]:
 
 def test_report_is_written_atomically_as_one_self_contained_page(report):
     out, page = report
-    assert out.name == "report.html" and not list(out.parent.glob("*.tmp"))
+    # seg.atomic's temporary files are `.<name>.tmp-<pid>-<hex><suffix>`: none may be left beside the report
+    assert out.name == "report.html" and not [p.name for p in out.parent.iterdir() if ".tmp" in p.name]
     assert "<script src=" not in page and page.count(get_plotlyjs()) == 1  # offline, plotly.js inlined once
     assert out.stat().st_size < 8e6
     for sid in (
@@ -513,15 +514,11 @@ def test_cli_writes_the_report_and_never_imports_ray(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
-@pytest.mark.skipif(find_chromium() is None, reason=SKIP_REASON)
-def test_report_renders_in_headless_chromium_without_js_errors(report):
+def test_report_renders_in_headless_chromium_without_js_errors(report, chromium):
     out, _ = report
     shot = ARTIFACTS / "report.png"
     res = render(out, screenshot=shot, window=(1400, 3000), budget_ms=8000)
-    html_tag = re.search(r"<html[^>]*>", res.dom).group(0)
-    assert 'data-js-errors=""' in html_tag, html_tag
-    assert 'data-report-ready="1"' in html_tag, "the page's own script did not run to its end"
-    assert "Uncaught" not in res.log, res.log[-2000:]
+    assert_page_ok(res)
     starts = sorted((res.dom.index(f'id="{fig}"'), fig) for fig in FIGURES)
     for (start, fig), (end, _) in zip(starts, starts[1:] + [(len(res.dom), None)]):
         assert 'class="main-svg"' in res.dom[start:end], f"{fig} did not render"  # plotly drew its SVG there
@@ -529,17 +526,14 @@ def test_report_renders_in_headless_chromium_without_js_errors(report):
     (ARTIFACTS / "report.html").write_bytes(out.read_bytes())
 
 
-@pytest.mark.skipif(find_chromium() is None, reason=SKIP_REASON)
 @pytest.mark.parametrize("case", ["empty_folder", "one_trial"])
-def test_thin_reports_render_without_js_errors(tmp_path, case):
+def test_thin_reports_render_without_js_errors(tmp_path, case, chromium):
     exp = tmp_path / "e"
     if case == "empty_folder":
         exp.mkdir()
     else:
         fabricate(exp, trials=TRIALS[7:8], meta=False)
-    res = render(write_report(exp), budget_ms=5000)
-    html_tag = re.search(r"<html[^>]*>", res.dom).group(0)
-    assert 'data-js-errors=""' in html_tag and 'data-report-ready="1"' in html_tag, html_tag
+    assert_page_ok(render(write_report(exp), budget_ms=5000))
 
 
 def test_report_of_a_real_small_training_run(tiny_cfg, tmp_path):
@@ -620,11 +614,12 @@ window.addEventListener('load', function () {
 </script>"""
 
 
-@pytest.mark.skipif(find_chromium() is None, reason=SKIP_REASON)
-def test_leaderboard_and_curve_controls_work_in_chromium(report, tmp_path):
+def test_leaderboard_and_curve_controls_work_in_chromium(report, tmp_path, chromium):
     page = tmp_path / "interact.html"
     page.write_text(report[1].replace("</body>", INTERACT + "</body>"))
-    dom = render(page, budget_ms=8000).dom
+    res = render(page, budget_ms=8000)
+    assert_page_ok(res)
+    dom = res.dom
     raw = re.search(r"data-interact=\"([^\"]*)\"", dom)
     assert raw, "the interaction script did not finish"
     out = json.loads(raw.group(1).replace("&quot;", '"'))

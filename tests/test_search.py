@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import search_args, space_yaml
 from search.tables import HISTORY_SCHEMA, LEADERBOARD_SCHEMA
 from seg.config import TrainConfig
 
@@ -23,29 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 DIVERGE = "{optimizer: sgd, lr: 10.0, momentum: 0.99, weight_decay: 1.0, epochs: 4}"
 
 
-def space_yaml(tmp_path: Path, synthetic_root: Path, body: str, name: str = "t") -> Path:
-    """A space over the session's synthetic VOC-layout fixture at 32 px, CPU, tiny narrow models."""
-    head = f"""
-        name: {name}
-        data: {{dataset: voc2007, root: {synthetic_root}, image_size: 32}}
-        defaults:
-          width: 0.25
-          epochs: 3
-          batch_size: 8
-          device: cpu
-          num_masks: 2
-          cache_dir: {tmp_path / 'cache'}
-        resources: {{cpus: 1, gpus: 0}}
-        """
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(textwrap.dedent(head) + textwrap.dedent(body))
-    return path
-
-
 def run_cli(space: Path, results: Path, *extra: str) -> int:
     from search.run import main
 
-    return main([str(space), "--results", str(results), "--no-dashboard", "--num-cpus", "2", *extra])
+    return main(search_args(space, results, *extra))
 
 
 def check_schema(df: pd.DataFrame, schema: dict) -> None:
@@ -129,7 +110,12 @@ def test_search_end_to_end(tmp_path, synthetic_root, monkeypatch):
     # provenance and placement on every trained row
     trained = board[board["epochs_run"] > 0]
     assert trained["device_name"].str.startswith("cpu").all() and trained["host"].notna().all()
-    assert trained["config_json"].map(lambda s: TrainConfig(**json.loads(s)) is not None).all()
+    for row in trained.itertuples():  # config_json is the trial's own complete config, the one its columns show
+        cfg = json.loads(row.config_json)
+        assert set(cfg) == set(TrainConfig.model_fields), row.name
+        resolved = TrainConfig(**cfg)
+        assert (resolved.arch, resolved.lr, resolved.activation, resolved.width, resolved.epochs) == (
+            row.arch, row.lr, row.activation, row.width, row.epochs), row.name
     assert (board["versions"].map(json.loads).map(lambda v: "ray" in v and "optuna" in v)).all()
     assert len(history) == trained["epochs_run"].sum()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import minimal_space
 from search import storage
 from search.folder import Location, locate
 from search.lock import LOCK_NAME, ExperimentLock, LockError
@@ -49,14 +50,7 @@ def test_push_then_pull_into_an_empty_folder(tmp_path):
 
 
 def _space(tmp_path) -> Path:
-    path = tmp_path / "s.yaml"
-    path.write_text(textwrap.dedent("""
-        name: loc
-        data: {dataset: synthetic, root: data/synthetic, image_size: 32}
-        defaults: {epochs: 1}
-        fixed_trials: {a: {}}
-        """))
-    return path
+    return minimal_space(tmp_path, "loc")
 
 
 def test_locate_a_uri_experiment(tmp_path):

@@ -163,4 +163,8 @@ def test_image_size_must_fit_the_stride(arch, bad, good):
 
     with pytest.raises(ConfigError, match=f"image_size {bad} is not a multiple"):
         make_config(dict(arch=arch, image_size=bad))
-    assert make_config(dict(arch=arch, image_size=good)).image_size == good
+    from seg.models import build_model
+
+    model = build_model(make_config(dict(arch=arch, image_size=good, width=0.25)), num_classes=3).eval()
+    with torch.no_grad():  # a size the config accepts runs through the model at full resolution
+        assert model(torch.zeros(1, 3, good, good)).shape == (1, 3, good, good)

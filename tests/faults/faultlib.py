@@ -6,39 +6,24 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
+import helpers
+
 REPO = Path(__file__).resolve().parents[2]
 FINAL = ("completed", "pruned", "failed")
 
 
 def space_yaml(tmp_path: Path, synthetic_root: Path, body: str, name: str = "f", epochs: int = 2) -> Path:
-    """A space over the session's synthetic VOC fixture at 32 px on the CPU, narrow fcn, 1 CPU per trial."""
-    head = f"""
-        name: {name}
-        data: {{dataset: voc2007, root: {synthetic_root}, image_size: 32}}
-        defaults:
-          width: 0.25
-          epochs: {epochs}
-          batch_size: 8
-          device: cpu
-          num_masks: 2
-          cache_dir: {tmp_path / 'cache'}
-        resources: {{cpus: 1, gpus: 0}}
-        """
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(textwrap.dedent(head) + textwrap.dedent(body))
-    return path
+    return helpers.space_yaml(tmp_path, synthetic_root, body, name=name, epochs=epochs)
 
 
-def cli(space: Path, results: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "search.run", str(space), "--results", str(results), "--no-dashboard",
-            "--num-cpus", "2", *extra]
+def cli(space: Path, results: Path | str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "search.run", *helpers.search_args(space, results, *extra)]
 
 
 def env(**kw: str) -> dict[str, str]:
@@ -83,6 +68,20 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, proc: subproces
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {what}\n" +
                                  (log.read_text()[-4000:] if log else ""))
         time.sleep(0.1)
+
+
+class Budget:
+    """One time limit shared by all the steps of a test, set under the test's pytest timeout, so a step that runs
+    long fails with its own message and log instead of the steps' separate limits adding up past pytest's. Only
+    a limit: no test asserts how long anything took."""
+
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self, at_most: float | None = None) -> float:
+        left = self.end - time.monotonic()
+        assert left > 1, "the test's time budget is spent"
+        return left if at_most is None else min(at_most, left)
 
 
 def records(exp: Path) -> dict[str, dict]:

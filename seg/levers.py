@@ -30,6 +30,18 @@ class Levers:
                 "compile": self.compile_mode or "off"}
 
 
+def autocast_context(levers: Levers):
+    """The autocast context of every forward pass: bf16 where the levers say so, a no-op otherwise."""
+    return torch.autocast(levers.device.type, dtype=levers.amp_dtype or torch.float32,
+                          enabled=levers.amp_dtype is not None)
+
+
+def prepare_model(model: torch.nn.Module, levers: Levers) -> torch.nn.Module:
+    """The model on the levers' device and memory format (what Trainer and the benchmarks train)."""
+    model = model.to(levers.device)
+    return model.to(memory_format=torch.channels_last) if levers.channels_last else model
+
+
 def cpu_has_native_bf16() -> bool:
     """True where the CPU computes bf16 in hardware (AVX512-BF16 / AMX); emulated bf16 is slower than fp32."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")

@@ -1,16 +1,21 @@
 """Training throughput, side by side in one process: the paper-style loop against segtune's, lever by lever.
 
-    python -m bench.throughput                         # CPU: fcn, batch 16; CUDA: every arch, batch 16 and 64
-    python -m bench.throughput --archs fcn unet --batch-sizes 16 --steps 20 --out results/bench/throughput.json
+    python -m bench.throughput                         # CPU: fcn, batch 16, 224 px; CUDA: every arch, batch 16 and 64
+    python -m bench.throughput --px64                  # CPU trials' size: every architecture at 64 px
+    python -m bench.throughput --archs fcn unet:0.25 --steps 3 --rounds 5 --threads 1 --compile
 
 "Reference" is the paper's loop: a DataLoader over torchvision's VOCSegmentation that decodes and resizes every
 JPEG/PNG with PIL per item, random flip, fp32, contiguous tensors, Adam, `loss.item()` every step. segtune's
 loop is `seg.train.train_one_epoch` itself (not a copy), run over the cached split with the levers switched on
-one at a time, so each row's ratio to the reference is what that lever buys. Real VOC2007 is used when found
-(`--data-root`), else synthetic images of VOC's size (`--synthetic DIR` forces them; the JSON says which). The JSON
-is rewritten after every architecture and batch size (`"complete": false` until the end), so a run stopped
-part-way keeps what it measured; a lever that fails (a compiler error, out of memory) is a row with its `error`, the
-rows after it are still measured, and the exit code is 1.
+one at a time, so each row's ratio to the reference is what that lever buys. All loops of an architecture are
+built first and then run interleaved, `--steps` batches each per round, in A..Z then Z..A order, for `--rounds`
+rounds; each row is the median round. On a shared machine load drifts, and this way it hits every row alike:
+compare ratios, not absolute figures (the JSON records the load average). On a CPU the same rounds also time an
+n x n matmul in fp32 and bf16 at the loops' thread counts; `share_of_matmul` is a row's FLOP rate over the
+matmul figure of its own dtype. Real VOC2007 is used when found (`--data-root`), else synthetic images of VOC's
+size (`--synthetic DIR` forces them; the JSON says which). The JSON is rewritten after every architecture
+(`"complete": false` until the end); a loop that fails (a compiler error, out of memory) is a row with its
+`error`, the other loops are still measured, and the exit code is 1.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -32,13 +38,15 @@ from seg.data import load_split
 from seg.data.cache import SplitData
 from seg.losses import build_loss
 from seg.models import build_model
-from seg.levers import Levers, cpu_has_native_bf16, resolve_levers
+from seg.levers import Levers, cpu_has_native_bf16, prepare_model, resolve_levers
 from seg.train import build_optimizer, lr_factor, train_one_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VOC = REPO.parent / "shared" / "data"
 # Dense bf16 peak (TFLOP/s) of the devices we quote shares for; others get no share.
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}
+# --px64: the CPU spaces' architectures (resnet34_fcn with skips, smp on resnet18) and U-Net widths.
+PX64_MODELS = ["fcn", "fcn_dilated", "resnet34_fcn", "unet:0.5", "unet:0.25", "smp_unet"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -80,78 +88,128 @@ def paper_style_dataset(cfg: TrainConfig, split: str, flip: bool):
     return ds
 
 
-def reference_loop(cfg: TrainConfig, workers: int, steps: int, warmup: int, device: torch.device) -> float:
-    """Images/s of the paper-style loop (PIL decode + resize per item in a DataLoader, fp32, loss.item())."""
-    from torch.utils.data import DataLoader
+class ReferenceLoop:
+    """The paper-style loop (PIL decode + resize per item in a DataLoader, fp32, loss.item() every step)."""
 
-    ds = paper_style_dataset(cfg, cfg.train_split, flip=True)
-    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers, drop_last=True,
-                        persistent_workers=workers > 0, pin_memory=device.type == "cuda")
-    model = build_model(cfg).to(device)
-    loss_fn = build_loss(cfg, None)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    done, t0 = 0, None
+    def __init__(self, cfg: TrainConfig, workers: int, device: torch.device):
+        from torch.utils.data import DataLoader
 
-    def batches():
-        while True:
-            yield from loader
+        loader = DataLoader(paper_style_dataset(cfg, cfg.train_split, flip=True), batch_size=cfg.batch_size,
+                            shuffle=True, num_workers=workers, drop_last=True, persistent_workers=workers > 0,
+                            pin_memory=device.type == "cuda")
+        self.batches = (b for _ in iter(int, 1) for b in loader)  # endless
+        self.device, self.model = device, build_model(cfg).to(device)
+        self.loss_fn, self.opt = build_loss(cfg, None), torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
 
-    for i, (x, y) in enumerate(batches()):
-        if i == warmup:
-            sync(device)
+    def run(self, steps: int) -> tuple[int, float]:
+        """Trains `steps` batches; returns (images, seconds)."""
+        sync(self.device)
+        done, t0 = 0, time.perf_counter()
+        for _ in range(steps):
+            x, y = next(self.batches)
+            x, y = x.to(self.device), y.to(self.device)
+            loss = self.loss_fn(self.model(x), y)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            loss.item()  # the paper's per-step host sync
+            done += len(x)
+        sync(self.device)
+        return done, time.perf_counter() - t0
+
+
+class SegtuneLoop:
+    """seg.train.train_one_epoch itself over `steps` cached batches, with the given levers (and thread count)."""
+
+    def __init__(self, cfg: TrainConfig, levers: Levers, data: SplitData, threads: int | None = None):
+        self.cfg, self.levers, self.data, self.threads = cfg, levers, data, threads
+        self.model = prepare_model(build_model(cfg), levers)
+        self.fwd = torch.compile(self.model, mode=levers.compile_mode) if levers.compile_mode else self.model
+        self.loss_fn = build_loss(cfg, None)
+        self.opt = build_optimizer(cfg, self.model.parameters(), levers.fused_optimizer)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(cfg, s, 10**6))
+        self.g_order = torch.Generator().manual_seed(0)
+        self.g_aug = torch.Generator(device=levers.device).manual_seed(1)
+
+    def run(self, steps: int) -> tuple[int, float]:
+        idx = torch.arange(steps * self.cfg.batch_size, device=self.levers.device) % len(self.data)
+        part = SplitData(self.data.images[idx], self.data.masks[idx], [self.data.ids[i] for i in idx.tolist()])
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads or before)
+        try:
+            sync(self.levers.device)
             t0 = time.perf_counter()
-        if i == warmup + steps:
-            break
-        x, y = x.to(device), y.to(device)
-        loss = loss_fn(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        loss.item()  # the paper's per-step host sync
-        done += len(x) if i >= warmup else 0
-    sync(device)
-    return done / (time.perf_counter() - t0)
+            loss_sum, seen = train_one_epoch(self.fwd, self.loss_fn, self.opt, self.sched, part, self.cfg,
+                                             self.levers, self.g_order, self.g_aug)
+            loss_sum.item()
+            sync(self.levers.device)
+            return seen, time.perf_counter() - t0
+        finally:
+            torch.set_num_threads(before)
 
 
-def segtune_loop(cfg: TrainConfig, levers: Levers, data: SplitData, steps: int, warmup: int) -> tuple[float, float]:
-    """Images/s of seg.train.train_one_epoch over `steps` batches after `warmup` batches; also compile seconds."""
-    device = levers.device
-    model = build_model(cfg).to(device)
-    if levers.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    compile_s = 0.0
-    fwd = model
-    if levers.compile_mode:
-        fwd = torch.compile(model, mode=levers.compile_mode)
-    loss_fn = build_loss(cfg, None)
-    opt = build_optimizer(cfg, model.parameters(), levers.fused_optimizer)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, 10**6))
-    g_order, g_aug = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
+class MatmulLoop:
+    """The matmul figure of this run: n x n @ n x n in `dtype` (FLOPs counted as 2n^3) at a thread count."""
 
-    def subset(n_batches: int) -> SplitData:
-        idx = torch.arange(n_batches * cfg.batch_size, device=device) % len(data)
-        return SplitData(data.images[idx], data.masks[idx], [data.ids[i] for i in idx.tolist()])
+    def __init__(self, dtype: torch.dtype, device: torch.device, n: int, threads: int | None = None):
+        self.a, self.b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+        self.device, self.threads, self.flop = device, threads, 2 * n**3
 
-    t0 = time.perf_counter()
-    train_one_epoch(fwd, loss_fn, opt, sched, subset(warmup), cfg, levers, g_order, g_aug)
-    sync(device)
-    if levers.compile_mode:
-        compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    loss_sum, seen = train_one_epoch(fwd, loss_fn, opt, sched, subset(steps), cfg, levers, g_order, g_aug)
-    loss_sum.item()
-    sync(device)
-    return seen / (time.perf_counter() - t0), compile_s
+    def run(self, steps: int) -> tuple[float, float]:
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads or before)
+        try:
+            sync(self.device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                self.a @ self.b
+            sync(self.device)
+            return steps * self.flop / 1e9, time.perf_counter() - t0  # (GFLOP, seconds)
+        finally:
+            torch.set_num_threads(before)
 
 
-def lever_ladder(device: torch.device) -> list[tuple[str, dict[str, Any]]]:
+def interleaved(loops: dict[str, Any], rounds: int, steps: int, warmup: int, report, arch, batch) -> dict[str, dict]:
+    """Runs every loop `steps` batches per round, A B C .. then .. C B A, so load drifts hit them alike.
+
+    Returns name -> {"rate": median units/s over the rounds, "rounds": [...], "first_s": the warm-up's seconds
+    (compilation included)}. A loop that raises is dropped and recorded as an error row."""
+    out: dict[str, dict] = {}
+    for name in list(loops):
+        try:
+            t0 = time.perf_counter()
+            loops[name].run(warmup)
+            out[name] = {"rounds": [], "first_s": time.perf_counter() - t0}
+        except Exception as e:  # a compiler error, out of memory: the other loops are still measured
+            record_error(report, arch, batch, name, e)
+            del loops[name]
+    for r in range(rounds):
+        for name in (list(loops) if r % 2 == 0 else list(reversed(loops))):
+            done, seconds = loops[name].run(steps)
+            out[name]["rounds"].append(done / seconds)
+    for v in out.values():
+        v["rate"] = statistics.median(v["rounds"]) if v["rounds"] else None
+    return out
+
+
+def reference_loop(cfg: TrainConfig, workers: int, steps: int, warmup: int, device: torch.device) -> float:
+    """Images/s of the paper-style loop alone (bench.search estimates the reference's time from it)."""
+    loop = ReferenceLoop(cfg, workers, device)
+    loop.run(warmup)
+    done, seconds = loop.run(steps)
+    return done / seconds
+
+
+def lever_ladder(device: torch.device, compile_cpu: bool) -> list[tuple[str, dict[str, Any]]]:
     """segtune's levers, added one at a time (each row keeps the ones above it)."""
     rows = [("cached data, fp32", dict(channels_last=False, amp_dtype=None, fused_optimizer=False, compile_mode=None)),
             ("+ channels_last", dict(channels_last=True)),
-            ("+ bf16 autocast", dict(amp_dtype=torch.bfloat16))]
+            ("+ bf16 autocast", dict(amp_dtype=torch.bfloat16)),
+            ("+ fused Adam", dict(fused_optimizer=True))]
     if device.type == "cuda":
-        rows += [("+ fused Adam", dict(fused_optimizer=True)), ("+ CUDA graphs (compile reduce-overhead)",
-                                                               dict(compile_mode="reduce-overhead"))]
+        rows += [("+ CUDA graphs (compile reduce-overhead)", dict(compile_mode="reduce-overhead"))]
+    elif compile_cpu:
+        rows += [("+ torch.compile (inductor)", dict(compile_mode="default"))]
     return rows
 
 
@@ -169,10 +227,11 @@ def _one_trial(arch: str, batch: int, size: int, steps: int) -> dict[str, float]
     cfg = make_config(dict(arch=arch, batch_size=batch, image_size=size, device="cuda"))
     lv = Levers(torch.device("cuda"), torch.bfloat16, True, True, None)
     data = synthetic_split(cfg, lv.device, 64)
-    segtune_loop(cfg, lv, data, 3, 3)  # warm
+    loop = SegtuneLoop(cfg, lv, data)
+    loop.run(3)  # warm
     start = time.time()
-    ips, _ = segtune_loop(cfg, lv, data, steps, 1)
-    return {"start": start, "end": time.time(), "images": ips * (time.time() - start)}
+    images, _ = loop.run(steps)
+    return {"start": start, "end": time.time(), "images": images}
 
 
 def synthetic_split(cfg: TrainConfig, device: torch.device, n: int) -> SplitData:
@@ -191,12 +250,18 @@ def peak_tflops(name: str) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--archs", nargs="+", default=["fcn", "fcn_dilated", "resnet34_fcn", "unet"] if cuda else ["fcn"])
+    ap.add_argument("--archs", nargs="+", default=None, help="arch or arch:width (default: fcn on a CPU, the "
+                    "paper's four on CUDA; with --px64 every architecture and the narrow U-Nets)")
     ap.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 64] if cuda else [16])
     ap.add_argument("--image-size", type=int, default=224)
-    ap.add_argument("--steps", type=int, default=30 if cuda else 6, help="timed batches per measurement")
+    ap.add_argument("--px64", action="store_true", help="the CPU trials' size: 64 px, every architecture")
+    ap.add_argument("--steps", type=int, default=30 if cuda else 3, help="timed batches per loop and round")
+    ap.add_argument("--rounds", type=int, default=3 if cuda else 5, help="interleaved rounds (median reported)")
     ap.add_argument("--warmup", type=int, default=5 if cuda else 2)
     ap.add_argument("--workers", nargs="+", type=int, default=[0, os.cpu_count() or 1])
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads of every loop")
+    ap.add_argument("--compile", action="store_true", help="CPU: add a torch.compile (inductor) row")
+    ap.add_argument("--matmul-size", type=int, default=4096, help="n of the n x n matmul figure")
     ap.add_argument("--data-root", default=str(DEFAULT_VOC))
     ap.add_argument("--no-reference", action="store_true", help="skip the paper-style loop")
     ap.add_argument("--packing", nargs="*", type=int, default=[1, 2, 4] if cuda else [],
@@ -205,8 +270,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="use synthetic VOC-sized images generated in DIR even where VOC is found (default: only "
                          "when it is not, in results/bench/synthetic-voc)")
     ap.add_argument("--synthetic-size", type=int, default=400, help="px of the synthetic source images (VOC: ~500)")
-    ap.add_argument("--out", default="results/bench/throughput.json")
+    ap.add_argument("--out", default=None, help="default results/bench/throughput[_64px].json")
     args = ap.parse_args(argv)
+    if args.px64:
+        args.image_size = 64
+    archs = args.archs or (PX64_MODELS if args.px64 else ["fcn", "fcn_dilated", "resnet34_fcn", "unet"] if cuda
+                           else ["fcn"])
+    torch.set_num_threads(args.threads)
 
     device = torch.device("cuda" if cuda else "cpu")
     dev_name = torch.cuda.get_device_name() if cuda else f"cpu: {platform.processor() or platform.machine()}"
@@ -217,76 +287,112 @@ def main(argv: list[str] | None = None) -> int:
                 synthetic_size=args.synthetic_size, device=device.type, test_split=None)
     report: dict[str, Any] = {"device": dev_name, "torch": torch.__version__, "data": "VOC2007 train" if real else
                               f"synthetic, VOC-sized (~{args.synthetic_size} px)", "image_size": args.image_size,
-                              "cpu_native_bf16": cpu_has_native_bf16(), "complete": False, "rows": [], "packing": []}
-    print(f"device: {dev_name}; data: {report['data']}; torch {torch.__version__}")
-    out = Path(args.out)
-    for arch in args.archs:
+                              "cpu_native_bf16": cpu_has_native_bf16(), "cpu_flags": cpu_flags(),
+                              "threads": args.threads, "steps_per_round": args.steps, "rounds": args.rounds,
+                              "loadavg_start": os.getloadavg(), "command": " ".join(sys.argv),
+                              "complete": False, "matmul_gflops": {}, "rows": [], "packing": []}
+    print(f"device: {dev_name}; data: {report['data']}; torch {torch.__version__}; {args.threads} threads; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    out = Path(args.out or f"results/bench/throughput{'_64px' if args.px64 else ''}.json")
+    for spec in archs:
         for batch in args.batch_sizes:
-            cfg = make_config(dict(base, arch=arch, batch_size=batch)).resolved()
+            cfg = model_config(spec, batch, base)
             data = load_split(cfg, "train", device)
             gflop = flops_per_image(cfg, device) / 1e9
-            ref: dict[int, float] = {}
+            loops: dict[str, Any] = {}
             for w in [] if args.no_reference else args.workers:
-                loop = f"reference, {w} workers"
-                if r := attempt(report, arch, batch, loop, reference_loop, cfg, w, args.steps, args.warmup, device):
-                    ref[w] = r[0]
-                    emit(report, arch, batch, loop, r[0], ref.get(0), gflop, dev_name)
-            ladder, lv = [], dict(device=device)
-            for name, change in lever_ladder(device):
+                loops[f"reference, {w} workers"] = ReferenceLoop(cfg, w, device)
+            rows, lv = {}, dict(device=device)
+            for name, change in lever_ladder(device, args.compile):
                 lv.update(change)
-                ladder.append((name, Levers(**lv)))
+                rows[name] = Levers(**lv)
             # What a trial actually gets: the levers `resolve_levers` picks for this device (e.g. no bf16 on a
             # CPU without native bf16, where emulated bf16 is several times slower than fp32).
             auto = resolve_levers(cfg)
-            ladder.append((f"segtune default ({auto.describe()['amp']}, cl={auto.channels_last}, "
-                           f"compile={auto.describe()['compile']})", auto))
-            for name, levers in ladder:
-                if r := attempt(report, arch, batch, name, segtune_loop, cfg, levers, data, args.steps, args.warmup):
-                    emit(report, arch, batch, name, r[0], ref.get(0), gflop, dev_name, r[1])
-            del data
+            d = auto.describe()
+            default = (f"segtune default ({d['amp']}, cl={auto.channels_last}, fused={auto.fused_optimizer}, "
+                       f"compile={d['compile']})")
+            rows[default] = auto
+            for name, levers in rows.items():
+                loops[name] = SegtuneLoop(cfg, levers, data)
+            if args.threads > 1 and not cuda:  # one trial per core: what the CPU spaces run
+                rows[default + ", 1 thread"] = auto
+                loops[default + ", 1 thread"] = SegtuneLoop(cfg, auto, data, threads=1)
+            if not cuda:  # the matmul figures, measured between the loops of the same rounds
+                for dt in (torch.float32, torch.bfloat16):
+                    for th in sorted({args.threads, 1}):
+                        loops[f"matmul {str(dt)[6:]}, {th} thread(s)"] = MatmulLoop(dt, device, args.matmul_size, th)
+            res = interleaved(loops, args.rounds, args.steps, args.warmup, report, spec, batch)
+            report["matmul_gflops"].update({k: r["rate"] for k, r in res.items() if k.startswith("matmul")})
+            ref0 = res.get("reference, 0 workers", {}).get("rate")
+            for name, r in res.items():
+                if not name.startswith("matmul"):
+                    emit(report, spec, batch, name, r, ref0, gflop, dev_name, rows.get(name), args.threads)
+            del data, loops
             write_report(out, report)  # a run stopped later (a time budget, a crash) keeps these rows
-    for arch in args.archs if args.packing else []:
+    for arch in archs if args.packing else []:
         for n in args.packing:
             ips = packed_trials(arch, n, 16, args.image_size, args.steps)
             report["packing"].append({"arch": arch, "trials": n, "images_per_s": ips})
             print(f"{arch:14s} {n} trial(s) sharing the GPU: {ips:8.1f} images/s in all")
-    report["complete"] = True
+    report["complete"], report["loadavg_end"] = True, os.getloadavg()
     write_report(out, report)
     print(f"wrote {out}")
     return 1 if any(r.get("error") for r in report["rows"]) else 0
 
 
-def attempt(report, arch, batch, loop, fn, *args) -> tuple[float, float] | None:
-    """`fn(*args)` as (images/s, compile seconds); a bare images/s means nothing was compiled. An exception (a
-    compiler error, running out of memory) is recorded as a row with `error` and images_per_s None, and None is
-    returned, so one failing lever does not lose the rows after it; the exit code is then 1."""
+def model_config(spec: str, batch: int, base: dict[str, Any]) -> TrainConfig:
+    """`arch` or `arch:width`; resnet34_fcn with its skips and smp models on resnet18, as the CPU spaces run them."""
+    arch, _, width = spec.partition(":")
+    fields = dict(base, arch=arch, batch_size=batch, **({"width": float(width)} if width else {}))
+    if arch == "resnet34_fcn":
+        fields["skips"] = True
+    if arch.startswith("smp_"):
+        fields["encoder"] = "resnet18"
+    return make_config(fields).resolved()
+
+
+def cpu_flags() -> list[str]:
     try:
-        result = fn(*args)
-    except Exception as e:
-        error = f"{type(e).__name__}: {e}".strip()
-        report["rows"].append({"arch": arch, "batch": batch, "loop": loop, "images_per_s": None, "error": error[:2000]})
-        print(f"{arch:14s} b{batch:<3d} {loop:42s} FAILED: {error[:300]}")
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return None
-    return result if isinstance(result, tuple) else (result, 0.0)
+        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512_fp16", "avx512f")))
+
+
+def record_error(report, arch, batch, loop, e: Exception) -> None:
+    """A failing loop (a compiler error, out of memory) is a row with `error`; the exit code is then 1."""
+    error = f"{type(e).__name__}: {e}".strip()
+    report["rows"].append({"arch": arch, "batch": batch, "loop": loop, "images_per_s": None, "error": error[:2000]})
+    print(f"{arch:14s} b{batch:<3d} {loop:42s} FAILED: {error[:300]}")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def write_report(out: Path, report: dict[str, Any]) -> None:
     atomic_write_text(out, json.dumps(report, indent=2))
 
 
-def emit(report, arch, batch, loop, ips, ref0, gflop, dev_name, compile_s=0.0) -> None:
+def emit(report, arch, batch, loop, res, ref0, gflop, dev_name, levers, threads) -> None:
+    ips = res["rate"]
     tflops = ips * gflop / 1e3
     peak = peak_tflops(dev_name)
-    row = {"arch": arch, "batch": batch, "loop": loop, "images_per_s": ips,
+    row = {"arch": arch, "batch": batch, "loop": loop, "images_per_s": ips, "images_per_s_rounds": res["rounds"],
            "ratio_vs_reference_0_workers": ips / ref0 if ref0 else None, "gflop_per_image": gflop,
            "achieved_tflops": tflops, "share_of_bf16_peak": tflops / peak if peak else None,
-           "compile_seconds": compile_s}
+           "compile_seconds": res["first_s"] if levers is not None and levers.compile_mode else 0.0}
+    share = ""
+    if levers is None or levers.device.type == "cpu":  # against the matmul of the same dtype and thread count
+        th = 1 if loop.endswith("1 thread") else threads
+        dtype = "bfloat16" if levers is not None and levers.amp_dtype else "float32"
+        mm = report["matmul_gflops"].get(f"matmul {dtype}, {th} thread(s)")
+        row["share_of_matmul"] = tflops * 1e3 / mm if mm else None
+        share = f"  {100 * row['share_of_matmul']:.0f}% of {dtype} matmul" if mm else ""
     report["rows"].append(row)
     ratio = f"{row['ratio_vs_reference_0_workers']:5.2f}x" if ref0 else "   - "
-    print(f"{arch:14s} b{batch:<3d} {loop:42s} {ips:8.1f} img/s  {ratio}  {gflop:7.1f} GFLOP/img  "
-          f"{tflops:6.2f} TFLOP/s" + (f"  {100 * row['share_of_bf16_peak']:.1f}% of peak" if peak else ""))
+    print(f"{arch:14s} b{batch:<3d} {loop:60s} {ips:8.1f} img/s  {ratio}  {gflop:7.1f} GFLOP/img  "
+          f"{tflops:6.3f} TFLOP/s" + (f"  {100 * row['share_of_bf16_peak']:.1f}% of peak" if peak else "") + share,
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ class TrainConfig(BaseModel):
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on CUDA, and on CPUs with native bf16
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on
     compile: Literal["off", "default", "reduce-overhead"] = "off"  # torch.compile; reduce-overhead = CUDA graphs
-    fused_optimizer: Literal["auto", "on", "off"] = "auto"  # auto: on for CUDA
+    fused_optimizer: Literal["auto", "on", "off"] = "auto"  # auto: on for adam/adamw (CUDA and CPU)
     num_masks: int = Field(4, ge=0, le=64)  # val images whose predicted masks are kept at the best epoch
     # images per batch of the paper-style `*_paper` scores (seg.metrics.BatchMeanScores): the paper's batch, 16
     paper_metric_batch: int = Field(16, ge=1, le=1024)

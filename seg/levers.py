@@ -2,6 +2,15 @@
 
 On CUDA: bf16 autocast, channels_last, cudnn.benchmark (set by the trainer) and fused Adam. On a CPU, bf16 only
 where the CPU computes it natively (AVX512-BF16 / AMX): emulated bf16 is several times slower than fp32.
+Each `auto` is what measured fastest on the machine kind it runs on (bench.throughput, README "Performance"):
+  bf16 autocast   CPU with AVX512-BF16/AMX: 1.6-2.1x a step at 64 px; without native bf16: off (7x slower).
+  channels_last   on everywhere: oneDNN's convolutions want NHWC; 1.0-1.25x in fp32, more under bf16.
+  fused Adam      on for the CPU too (torch >= 2.4 has a fused CPU kernel): the optimizer step, up to a sixth of
+                  a 64 px step for fcn, takes about half as long; the arithmetic is Adam's, only fused.
+  torch.compile   off on a CPU: inductor took 36 s (warm cache) to 9 min (cold, loaded machine) for fcn at 64 px
+                  and then ran no faster than eager (0.96x), so no trial recovers it.
+Threads are not a lever here: a trial uses the CPUs its space gives it (search.tune.trainable), and the packing
+measurement (README) says one thread per trial, as many trials as cores.
 """
 from __future__ import annotations
 
@@ -30,6 +39,24 @@ class Levers:
                 "compile": self.compile_mode or "off"}
 
 
+def autocast_context(levers: Levers):
+    """The autocast context of every forward pass: bf16 where the levers say so, a no-op otherwise."""
+    return torch.autocast(levers.device.type, dtype=levers.amp_dtype or torch.float32,
+                          enabled=levers.amp_dtype is not None)
+
+
+def prepare_model(model: torch.nn.Module, levers: Levers) -> torch.nn.Module:
+    """The model on the levers' device and memory format (what Trainer and the benchmarks train)."""
+    model = model.to(levers.device)
+    return model.to(memory_format=torch.channels_last) if levers.channels_last else model
+
+
+def cpu_has_fused_adam() -> bool:
+    """torch's fused Adam/AdamW runs on the CPU from 2.4 on."""
+    major, minor = (int(p) for p in torch.__version__.split(".")[:2])
+    return (major, minor) >= (2, 4)
+
+
 def cpu_has_native_bf16() -> bool:
     """True where the CPU computes bf16 in hardware (AVX512-BF16 / AMX); emulated bf16 is slower than fp32."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -49,7 +76,9 @@ def resolve_levers(cfg: TrainConfig) -> Levers:
     else:
         amp = None
     channels_last = cfg.channels_last != "off"
-    fused = cfg.fused_optimizer == "on" or (cfg.fused_optimizer == "auto" and use_cuda)
+    # fused Adam/AdamW on CUDA and on the CPU alike: the same update in one kernel per parameter group (the CPU
+    # kernel arrived in torch 2.4); bench.throughput's "+ fused Adam" rows measure it on both paths.
+    fused = cfg.fused_optimizer == "on" or (cfg.fused_optimizer == "auto" and (use_cuda or cpu_has_fused_adam()))
     compile_mode = None if cfg.compile == "off" else cfg.compile
     return Levers(device, amp, channels_last, fused and cfg.optimizer in ("adam", "adamw"), compile_mode)
 

@@ -26,7 +26,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from seg.atomic import atomic_write_text
 from seg.config import make_config
 from seg.data.augment import augment_batch
-from seg.levers import autocast_context, prepare_model, resolve_levers
+from seg.levers import autocast, prepare_model, resolve_levers
 from seg.losses import build_loss
 from seg.models import build_model
 from seg.train import build_optimizer
@@ -64,7 +64,7 @@ def profile_step(spec: str, size: int, batch: int, steps: int, overrides: dict[s
             x, y = augment_batch(images, masks, cfg, g)
             if lv.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-        with record_function("forward"), autocast_context(lv):
+        with record_function("forward"), autocast(lv):
             logits = model(x)
         with record_function("loss"):
             loss = loss_fn(logits.float(), y)

@@ -39,12 +39,6 @@ class Levers:
                 "compile": self.compile_mode or "off"}
 
 
-def autocast_context(levers: Levers):
-    """The autocast context of every forward pass: bf16 where the levers say so, a no-op otherwise."""
-    return torch.autocast(levers.device.type, dtype=levers.amp_dtype or torch.float32,
-                          enabled=levers.amp_dtype is not None)
-
-
 def prepare_model(model: torch.nn.Module, levers: Levers) -> torch.nn.Module:
     """The model on the levers' device and memory format (what Trainer and the benchmarks train)."""
     model = model.to(levers.device)

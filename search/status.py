@@ -89,7 +89,7 @@ def read_experiment(location: str) -> tuple[dict[str, Any], list[dict[str, Any]]
     few columns: those trials are read from there, and only the records of the others (running, or final but not
     in the table yet) are parsed. At 10,000 trials that is the difference between parsing ~100 MB of JSON
     histories and reading a few columns."""
-    meta_bytes = _read(storage.join(location, EXPERIMENT_FILE))
+    meta_bytes = read_location(storage.join(location, EXPERIMENT_FILE))
     if meta_bytes is None:
         raise StatusError(f"{location}: no {EXPERIMENT_FILE} there; pass an experiment folder or URI such as "
                           f"results/<name> or s3://bucket/segtune/<name> (the folder search.run printed)")
@@ -101,11 +101,11 @@ def read_experiment(location: str) -> tuple[dict[str, Any], list[dict[str, Any]]
     params = list(((meta.get("space") or {}).get("params") or {}))
     final = final_rows(location, params)
     records = list(final.values())
-    for trial_id, path in _listing(storage.join(location, TRIALS_DIR), ".json").items():
+    for trial_id, path in list_files(storage.join(location, TRIALS_DIR), ".json").items():
         if trial_id in final:
             continue
         try:
-            rec = json.loads(_read(path) or b"")
+            rec = json.loads(read_location(path) or b"")
         except ValueError:  # a record is written atomically; a stray file is skipped, not fatal
             continue
         if isinstance(rec, dict) and "trial_id" in rec:
@@ -117,9 +117,9 @@ def final_rows(location: str, params: list[str]) -> dict[str, dict[str, Any]]:
     """trial_id -> a record-shaped dict of each final trial in the leaderboard (its file, then its fragments)."""
     rows: dict[str, dict[str, Any]] = {}
     files = [storage.join(location, LEADERBOARD_FILE),
-             *_listing(storage.join(location, FRAGMENTS_DIR, "leaderboard"), ".parquet").values()]
+             *list_files(storage.join(location, FRAGMENTS_DIR, "leaderboard"), ".parquet").values()]
     for path in files:
-        data = _read(path)
+        data = read_location(path)
         if data is None:
             continue
         try:
@@ -144,7 +144,7 @@ def _as_record(row: dict[str, Any], params: list[str]) -> dict[str, Any]:
             "config": {p: row[p] for p in (*params, "epochs") if row.get(p) is not None}, "history": [last]}
 
 
-def _read(location: str) -> bytes | None:
+def read_location(location: str) -> bytes | None:
     if not storage.is_uri(location):
         try:
             return Path(location).read_bytes()
@@ -153,7 +153,7 @@ def _read(location: str) -> bytes | None:
     return storage.read_bytes(location)
 
 
-def _listing(folder: str, suffix: str) -> dict[str, str]:
+def list_files(folder: str, suffix: str) -> dict[str, str]:
     """file stem -> location of the files in `folder` ending in `suffix` (tmp files, `.`-prefixed, left out)."""
     if not storage.is_uri(folder):
         if not os.path.isdir(folder):
@@ -173,7 +173,7 @@ def driver_state(location: str, meta: dict[str, Any]) -> str:
     """finished, in progress (a driver holds the lock), stopped (none does) or unknown (cannot tell from here)."""
     if meta.get("finished_at"):
         return "finished"
-    held = _read(storage.join(location, LOCK_NAME))
+    held = read_location(storage.join(location, LOCK_NAME))
     try:
         holder = json.loads(held or b"{}")
     except ValueError:

@@ -5,8 +5,9 @@
 
 Reads `experiment.json` (optional), `leaderboard.parquet`, `history.parquet` and `masks/<trial_id>.npz`; never
 imports Ray or torch. The page works offline from file://. Every section renders from whatever exists and says
-why it is empty; one that fails says so and the rest still render. The search calls `write_report` after each
-finished trial.
+why it is empty; one that fails says so and the rest still render. While a search runs, its driver rebuilds the
+page in a child process (live.py: the running trials and an in-progress banner) at most every `tracking.report_s`
+seconds and after each pass; `write_report`, at the end, writes the final page without the banner.
 
 The package, in the order the data flows:
     values.py      missing values, plain scalars, number / duration / time formatting (a leaf)

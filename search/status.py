@@ -1,10 +1,11 @@
 """How far along is a search: `python -m search.status RESULTS_DIR_OR_URI [--watch [SECONDS]]`.
 
 One screen from what the driver records (experiment.json, trials/<id>.json, and for finished trials their
-leaderboard rows; no Ray, no Tune folders, no pandas): trials by status and kind against what the space plans, the best so far with its searched values, the
-running trials with their epoch and age, finished trials per hour and an estimate of the time left. It reads a
-local folder or a storage URI (s3://, gs://, file://) the same way, so it works from any machine that can read the
-experiment's storage. `--watch` redraws it every few seconds until Ctrl-C.
+leaderboard rows; no Ray, no Tune folders, no pandas): trials by status and kind against what the space plans, the
+best so far with its searched values, the running trials with their epoch and age, finished trials per hour and an
+estimate of the time left. It reads a local folder or a storage URI (s3://, gs://, file://) the same way, so it
+works from any machine that can read the experiment's storage.
+`--watch` redraws it every few seconds until Ctrl-C.
 
     status_of(location) -> Status      # the numbers (tests read these)
     render(status) -> str             # the screen
@@ -275,7 +276,8 @@ def finishing_rate(records: list[dict[str, Any]], now: float, state: str) -> flo
     return n / ((until - since) / 3600.0) if until > since and n else None
 
 
-def time_left(counts: dict[str, dict[str, int]], planned: dict[str, int | None], per_hour: float | None) -> float | None:
+def time_left(counts: dict[str, dict[str, int]], planned: dict[str, int | None],
+              per_hour: float | None) -> float | None:
     finished = {k: sum(counts[k][s] for s in FINAL_STATUSES) for k in counts}
     left = sum(max(0, (planned.get(k) or 0) - finished.get(k, 0)) for k in planned)
     if left == 0:

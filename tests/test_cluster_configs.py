@@ -280,6 +280,7 @@ def _drop_cmds(key: str, pattern: str):
     return drop
 
 
+SAFE_ULIMIT = '{ ulimit -n 65536 || ulimit -n "$(ulimit -Hn)"; } 2>/dev/null;'
 BREAKAGES = {
     "misspelled node-type key": ("aws.yaml", lambda c: c["available_node_types"]["ray.worker.gpu"].update(
         min_worker=c["available_node_types"]["ray.worker.gpu"].pop("min_workers")), "Ray rejects it"),
@@ -314,9 +315,8 @@ BREAKAGES = {
     "checkout not the repo root": ("aws.yaml", lambda c: c["file_mounts"].update({CHECKOUT: "cluster"}),
                                    "must be the repository root"),
     ".git shipped": ("local.yaml", lambda c: c.update(rsync_exclude=[".segtune-cache"]), "rsync_exclude lacks .git"),
-    "ulimit that fails loudly": ("local.yaml", _edit_cmds("worker_start_ray_commands",
-                                                          '{ ulimit -n 65536 || ulimit -n "$(ulimit -Hn)"; } 2>/dev/null;',
-                                                          "ulimit -n 65536;"), "where the hard limit is 1024"),
+    "ulimit that fails loudly": ("local.yaml", _edit_cmds("worker_start_ray_commands", SAFE_ULIMIT, "ulimit -n 65536;"),
+                                 "where the hard limit is 1024"),
     "venv shipped": ("aws.yaml", lambda c: c.update(rsync_filter=[]), "rsync_filter lacks .gitignore"),
     "min_workers > max_workers": ("aws.yaml", lambda c: c["available_node_types"]["ray.worker.gpu"].update(
         min_workers=3, max_workers=2), "min_workers 3 > max_workers 2"),

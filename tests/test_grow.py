@@ -62,7 +62,8 @@ def test_more_samples_reopen_the_search_and_the_seed_plan(tmp_path, capsys):
 
 def test_concurrency_and_failures_change_without_reopening(tmp_path):
     path, loc, exp = started(tmp_path)
-    path.write_text(path.read_text().replace("max_concurrent: 2, max_failures: 1", "max_concurrent: 3, max_failures: 4"))
+    edited = path.read_text().replace("max_concurrent: 2, max_failures: 1", "max_concurrent: 3, max_failures: 4")
+    path.write_text(edited)
     meta = open_experiment(load_space(path), loc).read()
     assert meta["passes"] == {"fixed": "done", "search": "done", "seeds": "done"}
     assert sorted(meta["budget_changes"][-1]["changes"]) == ["budget.max_concurrent: 2 -> 3",

@@ -17,7 +17,7 @@ from search.records import write_json_atomic
 from search.tables import write_tables
 from search.status import main, render, status_of
 from search.synthetic import iso, synthetic_record
-from search.vocab import COMPLETED, FAILED, FIXED, PRUNED, RUNNING, SEARCHED
+from search.vocab import FAILED, FIXED, PRUNED, RUNNING, SEARCHED
 
 REPO = Path(__file__).resolve().parents[1]
 N = 10_000

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -30,8 +30,8 @@ from search.report import REPORT_NAME, render_report
 from search.report.html import e
 from search.report.load import ReportData, prepare_history, prepare_leaderboard, read_live_tables, read_meta
 from search.status import Running, planned_trials, read_experiment, running_trials
-from search.tables import experiment_iou_columns, history_schema, leaderboard_row, leaderboard_schema, provenance_of
-from search.tables import typed_frame
+from search.tables import (experiment_iou_columns, history_schema, leaderboard_row, leaderboard_schema, provenance_of,
+                           typed_frame)
 from search.vocab import FINAL_STATUSES
 from seg.atomic import atomic_write_text
 
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__: list[Any] = ["LiveReport", "banner", "live_data", "write_live_report"]
+__all__ = ["LiveReport", "banner", "live_data", "write_live_report"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -49,7 +49,8 @@ def fixed_candidates(data: ReportData) -> pd.DataFrame:
     """The fixed trials with a masks file, best first (the leaderboard's ranking)."""
     lb = data.lb
     fixed = lb[lb["kind"] == FIXED]
-    return fixed[[data.masks_file(t).is_file() for t in fixed["trial_id"]]]
+    have = fixed["trial_id"].map(lambda t: data.masks_file(t).is_file()).astype(bool)
+    return fixed[have]
 
 
 def gallery_trials(data: ReportData) -> list[pd.Series]:

@@ -113,6 +113,16 @@ def test_finished_experiment_has_no_eta_line(tmp_path):
     assert "20 of 20 planned trials finished" in render(st) and "left" not in render(st)
 
 
+def test_a_storage_uri_reads_like_the_folder(tmp_path):
+    """From any machine that reads the storage: a file:// URI goes through pyarrow's filesystem, as s3:// does."""
+    exp = tmp_path / "small"
+    fabricate(exp, n=30, running=2, fixed=2, tables_at=20)
+    now = T0 + 10 * 29 + 60
+    local, remote = status_of(str(exp), now=now), status_of(exp.as_uri(), now=now)
+    assert remote.counts == local.counts and remote.best == local.best and remote.running == local.running
+    assert sum(remote.counts["searched"].values()) == 28 and len(remote.running) == 2
+
+
 def test_cli_runs_without_ray_and_refuses_a_non_experiment(big, tmp_path):
     exp, _ = big
     code = ("import sys, search.status as s; rc = s.main([sys.argv[1]]); "

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from search.faults import ENV as FAULT_ENV
 from search.report import REPORT_NAME, render_report
 from search.report.html import e
 from search.report.load import ReportData, prepare_history, prepare_leaderboard, read_live_tables, read_meta
@@ -36,6 +37,7 @@ from search.vocab import FINAL_STATUSES
 from seg.atomic import atomic_write_text
 
 BANNER_ID = "live-banner"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding search/: the child imports this code
 POLL_S = 1.0  # how often the driver's thread looks whether a build is due or done
 BANNER_RUNNING = 12  # running trials named in the banner; the rest are counted
 
@@ -149,9 +151,13 @@ class LiveReport:
         if self._wanted.is_set() or time.monotonic() - self._last >= self.every_s:
             self._wanted.clear()
             self._last = time.monotonic()
+            # the driver's test-only faults (SEGTUNE_FAULT: kill while writing report.html, ...) name the driver's
+            # own writes; the child leaves them alone
+            env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "search.report.live", str(self.exp_dir), "--every-s", str(self.every_s)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_lower_priority)
+                [sys.executable, "-m", "search.report.live", str(self.exp_dir.resolve()), "--every-s",
+                 str(self.every_s)], cwd=PACKAGE_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                preexec_fn=_lower_priority)
 
 
 def _lower_priority() -> None:

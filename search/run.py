@@ -5,7 +5,10 @@ Tune passes over one experiment folder `results/<name>/`:
   2. the searched trials: Optuna TPE, seeded with the fixed trials' scores, under ASHA on the space's metric;
   3. with a `seeds:` section only: seed reruns of the best trials, never pruned (search/seeds.py).
 Rerunning the same command resumes whatever did not finish (per pass, `Tuner.restore`); `--fresh` starts a new
-experiment next to the old one; a space file edited since the experiment started is refused, naming the keys.
+experiment next to the old one; a space file edited since the experiment started is refused, naming the keys,
+unless only its `budget` changed: then the search grows (search/grow.py). `--warm-start OTHER` gives the study
+another experiment's finished trials as priors (search/tune/warmstart.py). While the passes run, report.html is
+rebuilt in a child process (search/report/live.py); `python -m search.status` says how far along it is.
 """
 from __future__ import annotations
 

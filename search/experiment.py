@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from search import storage
+from search.grow import budget_change, describe as describe_growth
 from search.provenance import git_commit, now_iso, versions
 from search.folder import DRIVER_FILES, EXPERIMENT_FILE, Location
 from search.records import write_json_atomic
@@ -79,8 +80,8 @@ def check_same_space(exp: Experiment, stored: dict[str, Any], space: Space, reso
         raise SpaceError(
             f"{space.source}: differs from the space experiment {exp.name!r} was started with "
             f"({exp.json_path}):\n  " + "\n  ".join(diff) +
-            "\nA resumed search cannot change its space: undo the edits, or pass --fresh to start a new "
-            "experiment (the old one is kept).")
+            "\nA resumed search cannot change its space, only its budget: undo the other edits, or pass --fresh "
+            "to start a new experiment (the old one is kept).")
     print(f"experiment {exp.name!r} was started by an older segtune; its space, with this version's defaults for "
           f"the fields added since, is unchanged")
     exp.update(space=resolved, space_hash=space.hash)
@@ -96,7 +97,12 @@ def open_experiment(space: Space, location: Location, cluster: dict[str, Any] | 
     resolved = space.to_json()
     if exp.json_path.is_file():
         stored = exp.read()
-        if stored.get("space_hash") != space.hash:
+        grown = budget_change(stored, space, exp.dir) if stored.get("space_hash") != space.hash else None
+        if grown is not None:  # only `budget` changed: the search grows (search/grow.py)
+            exp.update(**grown)
+            print(describe_growth(grown))
+            stored = exp.read()
+        elif stored.get("space_hash") != space.hash:
             check_same_space(exp, stored, space, resolved)
         print(f"resuming experiment {exp.name!r} in {exp.dir} (passes done: "
               f"{[p for p, s in stored.get('passes', {}).items() if s == 'done'] or 'none'})")

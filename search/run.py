@@ -6,7 +6,10 @@ Tune passes over one experiment folder `results/<name>/`:
   3. with a `seeds:` section only: seed reruns of the best trials, never pruned (search/seeds.py).
 Rerunning the same command resumes whatever did not finish (from the trial records, never `Tuner.restore`);
 `--fresh` starts a new experiment next to the old one; a space file edited since the experiment started is refused,
-naming the keys; a second run of an experiment that is running is refused, naming the run that holds it.
+naming the keys, unless only its `budget` changed: then the search grows (search/grow.py); a second run of an
+experiment that is running is refused, naming the run that holds it. `--warm-start OTHER` gives the study another
+experiment's finished trials as priors (search/tune/warmstart.py). While the passes run, report.html is rebuilt in
+a child process (search/report/live.py); `python -m search.status` says how far along it is.
 """
 from __future__ import annotations
 
@@ -24,11 +27,13 @@ from search.lock import ExperimentLock, LockError
 from search.preflight import check_pretrained_weights, data_classes, prepare_data
 from search.provenance import now_iso
 from search.report import write_report
+from search.report.live import LiveReport
 from search.space import Space, SpaceError, load_space
 from search.tables import format_top, write_tables
 from search.tune.passes import run_fixed_trials, run_searched_trials, run_seed_trials
 from search.tune.session import RaySession
 from search.tune.run_info import RunInfo
+from search.tune.warmstart import check_source, warm_start_experiment
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         joining = args.address is not None
         check_pretrained_weights(space, args.allow_missing_weights or args.synthetic_trials, joining)
         location = locate(space, args.results, args.name, args.fresh, args.workdir)
+        if args.warm_start:  # refused before Ray starts when it is not an experiment
+            args.warm_start = check_source(args.warm_start, location.storage)
         with ExperimentLock(location):  # a second run of the same experiment is refused here, before Ray starts
             # data errors: before Ray starts (synthetic trials read no data)
             facts = {} if args.synthetic_trials else prepare_data(space, joining)
@@ -74,9 +81,15 @@ def search(space: Space, location: Location, facts: dict[str, Any], args: argpar
             exp.update(classes=classes)
         run = RunInfo(exp_dir=str(exp.dir.resolve()), metric=space.metric, cpus=space.resources.cpus,
                       gpus=space.resources.gpus, synthetic=args.synthetic_trials)
-        run_fixed_trials(space, exp, run, verbose=args.verbose)
-        run_searched_trials(space, exp, run, verbose=args.verbose)
-        run_seed_trials(space, exp, run, verbose=args.verbose)  # pass 3, only with a `seeds:` section
+        # report.html rebuilt in a child process while the passes run; stopped before the final one is written
+        with LiveReport(exp.dir, space.tracking.report_s, exp.store.push) as live:
+            run_fixed_trials(space, exp, run, verbose=args.verbose)
+            live.request()
+            if args.warm_start:  # another experiment's finished trials into the study, before TPE asks
+                warm_start_experiment(space, exp, args.warm_start)
+            run_searched_trials(space, exp, run, verbose=args.verbose)
+            live.request()
+            run_seed_trials(space, exp, run, verbose=args.verbose)  # pass 3, only with a `seeds:` section
     finish_experiment(exp)
 
 
@@ -94,6 +107,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--workdir", default=None,
                     help="with a URI as storage (s3://, gs://, file://): the local folder the driver works in "
                          "(default: results/); its files are pushed to the URI as they are written")
+    ap.add_argument("--warm-start", default=None, metavar="EXPERIMENT",
+                    help="add the finished trials of another experiment (its folder or URI) to this one's Optuna "
+                         "study as prior knowledge, projected on this space's params; they are not rows of this "
+                         "experiment's leaderboard")
     ap.add_argument("--gpus", type=float, default=None, help="override resources.gpus per trial (e.g. 0 on a CPU box)")
     ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of a locally started Ray (default: all)")
     ap.add_argument("--num-gpus", type=int, default=None,

@@ -140,7 +140,8 @@ def test_the_tune_package_is_not_imported_from_below():
 
 @pytest.mark.parametrize("modules", [
     ["search.space"], ["search.vocab"], ["search.records"], ["search.tables"], ["search.report"],
-    ["search.seeds"], ["search.experiment"], [TUNE_LAYOUT], ["seg.config"], ["seg.data", "seg.data.classes"], ["seg.models"],
+    ["search.seeds"], ["search.experiment"], [TUNE_LAYOUT], ["search.status"], ["search.grow"],
+    ["search.report.live"], ["seg.config"], ["seg.data", "seg.data.classes"], ["seg.models"],
 ])
 def test_light_modules_load_neither_ray_nor_torch(modules):
     code = ("import json, sys\n" + "".join(f"import {m}\n" for m in modules) +

@@ -299,6 +299,15 @@ CASES: dict[str, Case] = {
                                                    "--out", str(t / "out")],
         ["nowhere", "does not exist", "VOCdevkit"], "point data_root at the folder holding VOCdevkit/",
         program="seg.train", subprocess=True),
+    "warm-start-not-an-experiment": Case(
+        "`--warm-start` of a folder that is not an experiment",
+        lambda t, r: run_args(space(t, r), t, "--warm-start", str(t / "old")),
+        ["--warm-start", "old", "no experiment.json there", "results/<name>"],
+        "pass the folder (or URI) of a finished experiment"),
+    "status-not-an-experiment": Case(
+        "`search.status`: a folder that is not an experiment", lambda t, r: [str(t / "results" / "nothing")],
+        ["nothing", "no experiment.json there", "results/<name>"],
+        "pass the experiment folder or URI search.run printed", program="search.status"),
 }
 RAY_CASES = [c for c, case in CASES.items() if case.needs_ray]
 

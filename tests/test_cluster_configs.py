@@ -5,13 +5,15 @@ defaults merged in (`prepare_config`), then Ray's JSON schema (`ray/autoscaler/r
 checks (`validate_config`). What `ray up` does next for AWS (IAM profile, key pair, subnets, security groups)
 calls the AWS API with boto3 and is not run here; nor is anything on a real machine. On top of Ray's checks:
 
-- the head takes no trials, and some worker type can start, so trials have somewhere to run;
+- the head takes no trials, and some worker type can start, so trials have somewhere to run (or, on one machine
+  with no workers, the head itself trains);
 - every node type's setup installs segtune from the checkout every node runs it from (~/segtune);
 - every `ray start` and the driver's shells use token auth with one token file, which is mounted on every node;
 - every file_mounts source exists in the repository, or lies outside it on a line marked `# EDIT:`;
 - min_workers <= max_workers everywhere (and on premises, no more workers than worker_ips);
 - the dashboard stays on 127.0.0.1; the AWS head has boto3 for the autoscaler;
 - every command is valid bash (`bash -n`: a YAML folding or quoting slip shows here, not on a fresh node);
+- `ulimit -n` before `ray start` prints no error where the hard limit is lower; git's history is not copied;
 - setup_commands are the same in every recipe.
 
 The second half breaks a good config one way at a time and checks that the check meant for it says so. Offline,
@@ -29,7 +31,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "cluster").glob("*.yaml"))
+# the recipes the repository ships; a user's own edited copy in cluster/ (one machine, other hosts) is theirs
+SHIPPED = ("aws.yaml", "local.yaml")
+CONFIGS = [REPO / "cluster" / name for name in SHIPPED]
 CHECKOUT = "~/segtune"  # where every node runs segtune from (docs/cluster.md): the same absolute path everywhere
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
@@ -62,7 +66,7 @@ def config_problems(raw: dict, text: str) -> list[str]:
         return [f"Ray rejects it: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"]
     return [*trial_placement_problems(config), *install_problems(config), *token_problems(config),
             *mount_problems(config, text), *worker_count_problems(config, raw), *dashboard_problems(config),
-            *provider_problems(config), *shell_problems(config)]
+            *provider_problems(config), *shell_problems(config), *ulimit_problems(config)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -88,14 +92,16 @@ def trial_placement_problems(config: dict) -> list[str]:
     resources = head.get("resources") or {}
     start = " ".join(config["head_start_ray_commands"])
     problems = []
+    if not worker_types(config):  # one machine: the head itself trains (max_workers 0), a documented choice
+        trains = resources.get("CPU", 1) != 0 and re.search(r"--num-cpus[= ]0\b", start) is None
+        return [] if trains else ["no node type can start as a worker (max_workers 0 everywhere) and the head "
+                                  "advertises no CPUs: trials have nowhere to run"]
     for key, flag in (("CPU", "--num-cpus"), ("GPU", "--num-gpus")):
         # the node type's resources reach `ray start` as RAY_OVERRIDE_RESOURCES, which wins over the flag
         zero = resources[key] == 0 if key in resources else re.search(rf"{flag}[= ]0\b", start) is not None
         if not zero:
             problems.append(f"the head advertises {key}s, so trials can land on it: set resources: {{{key}: 0}} "
                             f"on the head node type or pass {flag}=0 to its `ray start`")
-    if not worker_types(config):
-        problems.append("no node type can start as a worker (max_workers 0 everywhere): trials have nowhere to run")
     return problems
 
 
@@ -151,6 +157,8 @@ def mount_problems(config: dict, text: str) -> list[str]:
         problems.append(f"file_mounts {CHECKOUT}: must be the repository root ('.'), got {checkout!r}")
     if ".gitignore" not in config.get("rsync_filter", []):
         problems.append("rsync_filter lacks .gitignore: the checkout would ship .venv/, results/ and data/")
+    if ".git" not in config.get("rsync_exclude", []):
+        problems.append("rsync_exclude lacks .git: git's whole history would be copied to every node")
     return problems
 
 
@@ -186,6 +194,22 @@ COMMAND_LISTS = ("initialization_commands", "setup_commands", "head_setup_comman
                  "head_start_ray_commands", "worker_start_ray_commands")
 
 
+def ulimit_problems(config: dict) -> list[str]:
+    """`ulimit -n` before `ray start` must not print an error on a machine whose hard limit is lower."""
+    problems = []
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        for cmd in config[key]:
+            if "ulimit" not in cmd or "RAY_AUTH_MODE" not in cmd:
+                continue
+            head = cmd[:cmd.index("RAY_AUTH_MODE")]
+            out = subprocess.run(["bash", "-c", f"ulimit -Sn 512; ulimit -Hn 1024; {head} echo $(ulimit -n)"],
+                                 capture_output=True, text=True)
+            if out.stderr.strip() or out.stdout.strip() != "1024":
+                problems.append(f"{key}: `ulimit` where the hard limit is 1024 prints {out.stderr.strip()!r} and "
+                                f"leaves {out.stdout.strip()} open files: {head.strip()}")
+    return problems
+
+
 def shell_problems(config: dict) -> list[str]:
     lists = {key: config.get(key, []) for key in COMMAND_LISTS}
     for name, t in config["available_node_types"].items():
@@ -203,7 +227,18 @@ def shell_problems(config: dict) -> list[str]:
 # The recipes
 # ---------------------------------------------------------------------------------------------------------------
 def test_there_are_recipes():
-    assert {p.name for p in CONFIGS} >= {"aws.yaml", "local.yaml"}
+    assert all(p.is_file() for p in CONFIGS)
+
+
+def test_a_one_machine_copy_whose_head_trains_is_valid():
+    """`ray up` of an edited copy of local.yaml on one machine (tried for real): no workers, the head trains."""
+    raw, text = load(REPO / "cluster" / "local.yaml")
+    raw["provider"].update(head_ip="127.0.0.1", worker_ips=[])
+    raw.update(min_workers=0, max_workers=0)
+    _edit_cmds("head_start_ray_commands", " --num-cpus=0 --num-gpus=0", "")(raw)
+    assert config_problems(raw, text) == []
+    _edit_cmds("head_start_ray_commands", "--dashboard-host=127.0.0.1", "--dashboard-host=127.0.0.1 --num-cpus=0")(raw)
+    assert any("nowhere to run" in p for p in config_problems(raw, text))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -245,6 +280,7 @@ def _drop_cmds(key: str, pattern: str):
     return drop
 
 
+SAFE_ULIMIT = '{ ulimit -n 65536 || ulimit -n "$(ulimit -Hn)"; } 2>/dev/null;'
 BREAKAGES = {
     "misspelled node-type key": ("aws.yaml", lambda c: c["available_node_types"]["ray.worker.gpu"].update(
         min_worker=c["available_node_types"]["ray.worker.gpu"].pop("min_workers")), "Ray rejects it"),
@@ -278,6 +314,9 @@ BREAKAGES = {
                              "mark its line `# EDIT:`"),
     "checkout not the repo root": ("aws.yaml", lambda c: c["file_mounts"].update({CHECKOUT: "cluster"}),
                                    "must be the repository root"),
+    ".git shipped": ("local.yaml", lambda c: c.update(rsync_exclude=[".segtune-cache"]), "rsync_exclude lacks .git"),
+    "ulimit that fails loudly": ("local.yaml", _edit_cmds("worker_start_ray_commands", SAFE_ULIMIT, "ulimit -n 65536;"),
+                                 "where the hard limit is 1024"),
     "venv shipped": ("aws.yaml", lambda c: c.update(rsync_filter=[]), "rsync_filter lacks .gitignore"),
     "min_workers > max_workers": ("aws.yaml", lambda c: c["available_node_types"]["ray.worker.gpu"].update(
         min_workers=3, max_workers=2), "min_workers 3 > max_workers 2"),

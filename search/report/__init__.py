@@ -5,9 +5,10 @@
 
 Reads `experiment.json` (optional), `leaderboard.parquet`, `history.parquet` and `masks/<trial_id>.npz`; never
 imports Ray or torch. The page works offline from file://. Every section renders from whatever exists and says
-why it is empty; one that fails says so and the rest still render. The search calls `write_report` once, when
-it finishes (search.run); `python -m search.report` rebuilds it at any time, a running search's finished trials
-included.
+why it is empty; one that fails says so and the rest still render. While a search runs, its driver rebuilds the
+page in a child process (live.py: the running trials and an in-progress banner) at most every `tracking.report_s`
+seconds and after each pass; `write_report`, at the end, writes the final page without the banner;
+`python -m search.report` rebuilds it at any time.
 
 The package, in the order the data flows:
     values.py      missing values, plain scalars, number / duration / time formatting (a leaf)

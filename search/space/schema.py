@@ -162,6 +162,7 @@ class TrackingSpec(_Strict):
 
     mlflow: MLflowSpec | None = None
     progress_s: float = Field(30.0, gt=0)  # seconds between the console's progress tables while trials train
+    report_s: float = Field(300.0, gt=0)  # seconds: report.html is rebuilt at most this often while the search runs
 
 
 class SpaceFile(_Strict):

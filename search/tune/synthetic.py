@@ -13,6 +13,7 @@ from typing import Any
 
 from ray import tune
 
+from search.faults import hold_after_epoch
 from search.records import STATUS_KEY, split_config, trial_key
 from search.synthetic import synthetic_epochs
 from search.tune.run_info import RunInfo
@@ -35,6 +36,7 @@ def synthetic_trial(config: dict[str, Any], run: RunInfo) -> None:
         with tempfile.TemporaryDirectory(prefix="segtune-syn-") as d:
             atomic_write_text(Path(d) / CHECKPOINT_FILE, json.dumps({"epoch": metrics["epoch"]}))
             tune.report({**metrics, **placement, STATUS_KEY: status}, checkpoint=tune.Checkpoint.from_directory(d))
+        hold_after_epoch(metrics["epoch"], trial_id)  # test-only fault injection (SEGTUNE_FAULT), as train_trial
 
 
 def _restored_epoch(checkpoint: tune.Checkpoint | None) -> int:

@@ -43,6 +43,7 @@ class HeaderInfo(NamedTuple):
     gpu_seconds: float
     best: Best | None
     notes: list[str]  # what could not be read
+    lineage: list[str]  # where the study's priors came from (warm start) and how the budget grew
     meta_json: str | None  # experiment.json, pretty-printed
 
 
@@ -89,8 +90,24 @@ def info(data: ReportData) -> HeaderInfo:
         gpu_seconds=scalar(lb["gpu_seconds"].sum()),
         best=best_info(data),
         notes=list(data.notes),
+        lineage=lineage(meta),
         meta_json=json.dumps(meta, indent=2, default=str) if meta else None,
     )
+
+
+def lineage(meta: dict) -> list[str]:
+    """experiment.json's `warm_start` (search/tune/warmstart.py) and `budget_changes` (search/grow.py), in words."""
+    out = []
+    warm = meta.get("warm_start")
+    if isinstance(warm, dict):
+        out.append(f"Warm-started from {warm.get('source')}: {warm.get('added')} of its {warm.get('of')} trials "
+                   f"were added to the Optuna study as prior knowledge ({warm.get('skipped')} skipped: failed, "
+                   f"unscored or outside this space). They are not rows of this report.")
+    for change in meta.get("budget_changes") or []:
+        if isinstance(change, dict):
+            out.append(f"Budget changed {when(change.get('at'))} after {change.get('searched_trials_before')} searched "
+                       f"trials: {'; '.join(change.get('changes') or [])}.")
+    return out
 
 
 def best_html(b: Best | None) -> str:
@@ -128,6 +145,7 @@ def render(info: HeaderInfo) -> str:
         ("Trials", f'<span id="trial-count">{info.n_trials}</span>: <span id="status-counts">{counts}</span>'),
         ("Compute", compute),
         ("Best trial", best_html(info.best)),
+        *([("Lineage", '<span id="lineage">' + "<br>".join(map(e, info.lineage)) + "</span>")] if info.lineage else []),
     ]
     body = '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
     body += "".join(f'<p class="note">{e(n)}</p>' for n in info.notes)

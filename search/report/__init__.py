@@ -12,6 +12,7 @@ included.
 The package, in the order the data flows:
     values.py      missing values, plain scalars, number / duration / time formatting (a leaf)
     load.py        the experiment folder -> ReportData (ranked leaderboard, history, experiment.json, notes)
+    paper_table4.py  the paper's Table 4 as data (the table4 section and the display order read it)
     analysis.py    numbers with no Plotly: fANOVA importances, the Pareto front, search-efficiency series
     images.py      mask thumbnails as data URIs (VOC palette PNGs, JPEG photos and overlays)
     html.py        escaping, tables, figures and the page around the sections; assets/ holds its CSS and JS

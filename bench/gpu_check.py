@@ -312,7 +312,7 @@ def wait_for(future: Future) -> dict[str, Any]:
 
 def run_paper_search(profile: Profile, out: Path, scratch: Path, timeout_s: float,
                      environment: dict[str, Any]) -> dict[str, Any]:
-    from bench.search import derive_space  # needs pydantic: imported after the packages step
+    from bench.derive import derive_space  # needs pydantic: imported after the packages step
 
     name = f"gpu-check-paper-{dt.datetime.now():%Y%m%d-%H%M%S}"
     results = scratch / "experiments"

@@ -3,6 +3,7 @@ one after another (bench.search's first benchmark): training images/s from bench
 evaluation images/s from `reference_eval`, multiplied out over each trial's epochs."""
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -22,24 +23,24 @@ def reference_eval(cfg, workers: int, steps: int, warmup: int, device: torch.dev
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, num_workers=workers)
     model = build_model(cfg).to(device).eval()
     conf = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
-    done, t0 = 0, None
+    done = 0
 
-    def batches():
-        while True:
-            yield from loader
+    stream = (batch for _ in itertools.count() for batch in loader)  # the loader, again and again
+
+    def score(x: torch.Tensor, y: torch.Tensor) -> None:
+        pred = model(x.to(device)).argmax(1).cpu()
+        keep = y != IGNORE_INDEX
+        conf.add_(torch.bincount(y[keep] * NUM_CLASSES + pred[keep], minlength=NUM_CLASSES ** 2).view(
+            NUM_CLASSES, NUM_CLASSES))
 
     with torch.no_grad():
-        for i, (x, y) in enumerate(batches()):
-            if i == warmup:
-                sync(device)
-                t0 = time.perf_counter()
-            if i == warmup + steps:
-                break
-            pred = model(x.to(device)).argmax(1).cpu()
-            keep = y != IGNORE_INDEX
-            conf += torch.bincount(y[keep] * NUM_CLASSES + pred[keep], minlength=NUM_CLASSES ** 2).view(
-                NUM_CLASSES, NUM_CLASSES)
-            done += len(x) if i >= warmup else 0
+        for _, (x, y) in zip(range(warmup), stream):
+            score(x, y)
+        sync(device)
+        t0 = time.perf_counter()
+        for _, (x, y) in zip(range(steps), stream):
+            score(x, y)
+            done += len(x)
     sync(device)
     return done / (time.perf_counter() - t0)
 

@@ -26,7 +26,7 @@ import logging
 import sys
 from pathlib import Path
 
-from search.folder import NotAnExperimentError, experiment_folder
+from search.folder import command_folder
 from search.report.html import empty, page, section
 from search.report.load import ReportData, data_description, load_report_data
 from search.report.sections import SECTIONS, Section, table4
@@ -84,10 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--into", type=Path, metavar="FILE", help=f"with --markdown: replace the lines between "
                     f"{TABLE4_MARKERS[0]} and {TABLE4_MARKERS[1]} in FILE (e.g. README.md)")
     args = ap.parse_args(argv)
-    try:
-        exp_dir = experiment_folder(args.exp_dir)
-    except NotAnExperimentError as e:
-        print(f"error: {e}", file=sys.stderr)
+    exp_dir = command_folder(args.exp_dir)
+    if exp_dir is None:
         return 2
     if args.markdown:
         block = table4_markdown(exp_dir)

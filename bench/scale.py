@@ -22,7 +22,6 @@
    experiment folder holds per finished trial.
 
 Results: JSON (`--out`, default bench/results/scale.json) and the README's growth table (`--table`).
-Long because it holds the three measurements and the table they share; each is a few short functions.
 """
 from __future__ import annotations
 
@@ -42,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from bench.launch import search_run_command
 from seg.atomic import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,8 +83,8 @@ def derive_space(size: int, out: Path, concurrent: int = CONCURRENT) -> Path:
 def run_search(size: int, work: Path, concurrent: int, timeout: float) -> dict[str, Any]:
     """One real search of `size` synthetic trials; its driver's cost as experiment.json recorded it."""
     space = derive_space(size, work / f"scale-{size}.yaml", concurrent)
-    cmd = [sys.executable, "-m", "search.run", str(space), "--synthetic-trials", "--num-gpus", str(DECLARED_GPUS),
-           "--num-cpus", str(concurrent), "--no-dashboard", "--fresh"]
+    cmd = search_run_command(space, num_cpus=concurrent,
+                             extra=("--synthetic-trials", "--num-gpus", str(DECLARED_GPUS), "--fresh"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            "RAY_DEDUP_LOGS": "0"}
     log = work / f"scale-{size}.log"
@@ -230,7 +230,7 @@ def measure_storage(work: Path, timeout: float) -> dict[str, Any]:
     space = work / "storage.yaml"
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_text(space, TINY_SPACE.format(root=work / "data", results=work / "results"))
-    cmd = [sys.executable, "-m", "search.run", str(space), "--num-cpus", "2", "--no-dashboard", "--fresh"]
+    cmd = search_run_command(space, num_cpus=2, extra=("--fresh",))
     with (work / "storage.log").open("w") as f:
         rc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
     exp = next(iter(sorted((work / "results").glob("scale-storage*"))))

@@ -17,15 +17,14 @@
    they finished, until the first searched trial whose best val mIoU reaches the target = the best fixed trial's best
    val mIoU (the fixed pass is identical in both runs and not counted); the ratio pruned / unpruned (goal <= 1/3).
 
-Long because it holds both benchmarks and the JSON/table they share; each part is a handful of short functions,
-and splitting it would scatter one measurement over several files.
+The parts: bench.derive (the derived space files), bench.reference (the reference loop's rates and estimate),
+bench.savings (epochs to the target, from a leaderboard), bench.launch (the search.run command line).
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import platform
 import socket
@@ -38,8 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
+from bench.derive import derive_space
+from bench.launch import search_run_command
+from bench.reference import measure_reference_rates, model_key, reference_estimate
+from bench.savings import best_fixed_miou, efficiency_ratio, search_summary
 from seg.atomic import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,205 +53,6 @@ SYNTHETIC_SIZE = 400  # px, about a VOC image's long side
 CPU_DEFAULTS = {"image_size": 64, "epochs_scale": 0.1}  # the full paper run takes hours on a 2-core CPU
 CUDA_DEFAULTS = {"image_size": 224, "epochs_scale": 1.0}
 TARGET_RATIO = 1 / 3  # pruned epochs-to-target over unpruned: the goal of the performance issue
-FINAL = ("completed", "pruned", "failed")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Derived space files
-# ---------------------------------------------------------------------------------------------------------------
-def scale_epochs(epochs: int, scale: float) -> int:
-    """Epochs times `scale`, rounded half up, at least 1."""
-    return max(1, math.floor(epochs * scale + 0.5))
-
-
-def derive_space(src: str | Path, dst: str | Path, *, name: str, epochs_scale: float = 1.0,
-                 image_size: int | None = None, data: dict[str, Any] | None = None,
-                 defaults: dict[str, Any] | None = None, num_samples: int | None = None,
-                 scheduler: str | dict | None = None, budget: dict[str, Any] | None = None,
-                 resources: dict[str, Any] | None = None, storage: str | None = None,
-                 by: str = "bench.search") -> Path:
-    """Write a copy of the space file `src` to `dst` with the given changes; returns `dst`.
-
-    Every epoch count (defaults, each fixed trial, a searched `epochs` range, `scheduler.max_epochs`) is scaled by
-    `epochs_scale`; `data` updates the data section, `defaults` the defaults, `budget` and `resources` theirs;
-    `scheduler="none"` switches ASHA off; `storage` replaces the results root; `by` names the tool in the header.
-    Included files' fixed trials are not copied (their includes keep pointing at the original files)."""
-    from search.space import read_yaml
-    from seg.config import TrainConfig
-
-    src, dst = Path(src), Path(dst)
-    raw = read_yaml(src)
-    raw["name"] = name
-    raw["data"] = {**(raw.get("data") or {}), **(data or {}), **({"image_size": image_size} if image_size else {})}
-    raw["defaults"] = {**(raw.get("defaults") or {}), **(defaults or {})}
-    if num_samples is not None:
-        raw["budget"] = {**(raw.get("budget") or {}), "num_samples": num_samples}
-    if budget:
-        raw["budget"] = {**(raw.get("budget") or {}), **budget}
-    if resources:
-        raw["resources"] = {**(raw.get("resources") or {}), **resources}
-    if storage is not None:
-        raw["storage"] = storage
-    if scheduler is not None:
-        raw["scheduler"] = scheduler
-    if epochs_scale != 1.0:
-        d = raw["defaults"]
-        d["epochs"] = scale_epochs(d.get("epochs", TrainConfig.model_fields["epochs"].default), epochs_scale)
-        for trial in (raw.get("fixed_trials") or {}).values():
-            if isinstance(trial, dict) and "epochs" in trial:
-                trial["epochs"] = scale_epochs(trial["epochs"], epochs_scale)
-        spec = (raw.get("params") or {}).get("epochs") or {}
-        for kind in ("int", "choice"):
-            if kind in spec:
-                spec[kind] = sorted({scale_epochs(e, epochs_scale) for e in spec[kind]})
-        if spec.get("int") and len(spec["int"]) == 1:  # both ends scaled to one value
-            spec["choice"] = spec.pop("int")
-        if isinstance(raw.get("scheduler"), dict) and raw["scheduler"].get("max_epochs"):
-            raw["scheduler"]["max_epochs"] = scale_epochs(raw["scheduler"]["max_epochs"], epochs_scale)
-    fixed = raw.get("fixed_trials") or {}
-    if "include" in fixed:  # include paths are relative to the including file, which moves
-        inc = fixed["include"]
-        fixed["include"] = [str((src.parent / i).resolve()) for i in (inc if isinstance(inc, list) else [inc])]
-    note = (f"# Derived from {src} by {by} (epochs x{epochs_scale:g}"
-            f"{f', {image_size} px' if image_size else ''}); regenerated on every run, do not edit.\n")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(dst, note + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
-    return dst
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Search-efficiency arithmetic (pure functions on a leaderboard)
-# ---------------------------------------------------------------------------------------------------------------
-def best_fixed_miou(board: pd.DataFrame) -> float | None:
-    """The best val mIoU among the finished fixed trials (None if none scored)."""
-    fixed = board[(board["kind"] == "fixed") & board["best_val_miou"].notna()]
-    return float(fixed["best_val_miou"].max()) if len(fixed) else None
-
-
-def finish_order(board: pd.DataFrame, kinds: tuple[str, ...] = ("searched",)) -> pd.DataFrame:
-    """The finished trials of the given kinds, in the order they finished (ties: earlier start first)."""
-    done = board[board["kind"].isin(kinds) & board["status"].isin(FINAL) & board["finished_at"].notna()].copy()
-    done["_end"] = pd.to_datetime(done["finished_at"], utc=True, format="ISO8601")
-    done["_start"] = pd.to_datetime(done["started_at"], utc=True, format="ISO8601")
-    return done.sort_values(["_end", "_start", "trial_id"], kind="stable").drop(columns=["_end", "_start"])
-
-
-def epochs_to_target(board: pd.DataFrame, target: float, kinds: tuple[str, ...] = ("searched",)) -> dict[str, Any]:
-    """Cumulative epochs the trials of `kinds` had run, in finish order, when the first one finished with
-    best_val_miou >= target (its own epochs included). `reached` is False when none did."""
-    order = finish_order(board, kinds)
-    epochs = order["epochs_run"].fillna(0).astype(int)
-    cum = epochs.cumsum()
-    hit = (order["best_val_miou"].fillna(-math.inf) >= target).to_numpy()
-    out: dict[str, Any] = {"target": target, "reached": bool(hit.any()), "epochs_to_target": None,
-                           "trials_to_target": None, "first_trial_at_target": None,
-                           "total_epochs": int(epochs.sum()), "finished_trials": int(len(order))}
-    if hit.any():
-        i = int(hit.argmax())
-        out.update(epochs_to_target=int(cum.iloc[i]), trials_to_target=i + 1,
-                   first_trial_at_target=str(order["name"].iloc[i]))
-    return out
-
-
-def search_summary(board: pd.DataFrame, target: float) -> dict[str, Any]:
-    """What one search run spent and found: epochs, statuses, best scores, epochs to `target`."""
-    searched = board[board["kind"] == "searched"]
-    starts = pd.to_datetime(searched["started_at"], utc=True, format="ISO8601")
-    ends = pd.to_datetime(searched["finished_at"], utc=True, format="ISO8601")
-    span = (ends.max() - starts.min()).total_seconds() if len(searched) and ends.notna().any() else None
-    return {
-        **epochs_to_target(board, target),
-        "total_epochs_all_trials": int(board["epochs_run"].fillna(0).sum()),
-        "status_counts": {str(k): int(v) for k, v in searched["status"].value_counts().items()},
-        "best_fixed_val_miou": best_fixed_miou(board),
-        "best_searched_val_miou": float(searched["best_val_miou"].max()) if searched["best_val_miou"].notna().any()
-        else None,
-        "search_pass_seconds": span,  # first searched start to last searched finish (1 s resolution)
-    }
-
-
-def efficiency_ratio(pruned: dict[str, Any], unpruned: dict[str, Any]) -> float | None:
-    if not (pruned["reached"] and unpruned["reached"]) or not unpruned["epochs_to_target"]:
-        return None
-    return pruned["epochs_to_target"] / unpruned["epochs_to_target"]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The reference loop's evaluation rate, and the reference estimate
-# ---------------------------------------------------------------------------------------------------------------
-def reference_eval(cfg, workers: int, steps: int, warmup: int, device: torch.device) -> float:
-    """Images/s of the paper-style evaluation: PIL decode + resize per item in a DataLoader over the val split,
-    fp32 forward under no_grad, argmax, a bincount confusion matrix on the host (the paper's per-batch .cpu())."""
-    from torch.utils.data import DataLoader
-
-    from bench.throughput import paper_style_dataset, sync
-    from seg.data.voc import IGNORE_INDEX, NUM_CLASSES
-    from seg.models import build_model
-
-    ds = paper_style_dataset(cfg, cfg.val_split, flip=False)
-    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, num_workers=workers)
-    model = build_model(cfg).to(device).eval()
-    conf = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
-    done, t0 = 0, None
-
-    def batches():
-        while True:
-            yield from loader
-
-    with torch.no_grad():
-        for i, (x, y) in enumerate(batches()):
-            if i == warmup:
-                sync(device)
-                t0 = time.perf_counter()
-            if i == warmup + steps:
-                break
-            pred = model(x.to(device)).argmax(1).cpu()
-            keep = y != IGNORE_INDEX
-            conf += torch.bincount(y[keep] * NUM_CLASSES + pred[keep], minlength=NUM_CLASSES ** 2).view(
-                NUM_CLASSES, NUM_CLASSES)
-            done += len(x) if i >= warmup else 0
-    sync(device)
-    return done / (time.perf_counter() - t0)
-
-
-def measure_reference_rates(space, workers: int, steps: int, warmup: int, device: torch.device) -> dict[str, dict]:
-    """Train and eval images/s of the reference loop for each distinct model among the space's fixed trials.
-    Measured without pretrained weights and class weights (same arithmetic; the reference loop's loss takes none)."""
-    from bench.throughput import reference_loop
-
-    rates: dict[str, dict] = {}
-    for cfg in space.fixed.values():
-        key = model_key(cfg)
-        if key in rates:
-            continue
-        probe = cfg.resolved().model_copy(update={"pretrained": False, "class_weights": "none", "device": device.type})
-        t0 = time.perf_counter()
-        train = reference_loop(probe, workers, steps, warmup, device)
-        evl = reference_eval(probe, workers, steps, warmup, device)
-        rates[key] = {"train_images_per_s": train, "eval_images_per_s": evl,
-                      "measure_seconds": time.perf_counter() - t0}
-        print(f"  reference {key:32s} train {train:7.1f} img/s   eval {evl:7.1f} img/s")
-    return rates
-
-
-def model_key(cfg) -> str:
-    return f"{cfg.arch}/{cfg.activation}/w{cfg.width:g}/b{cfg.batch_size}"
-
-
-def reference_estimate(trials: dict[str, dict[str, Any]], rates: dict[str, dict], split_sizes: dict[str, int]
-                       ) -> dict[str, dict[str, float]]:
-    """Seconds the reference loop would need per trial: epochs x (train images / train rate + val images / eval
-    rate) + test images / eval rate. `trials`: name -> {"key", "epochs", "batch_size"}. Training drops the last
-    partial batch, as the reference DataLoader does."""
-    out = {}
-    for name, t in trials.items():
-        r = rates[t["key"]]
-        train_images = split_sizes["train"] // t["batch_size"] * t["batch_size"]
-        train_s = t["epochs"] * train_images / r["train_images_per_s"]
-        eval_s = (t["epochs"] * split_sizes["val"] + split_sizes.get("test", 0)) / r["eval_images_per_s"]
-        out[name] = {"epochs": t["epochs"], "train_seconds": train_s, "eval_seconds": eval_s,
-                     "seconds": train_s + eval_s}
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -257,12 +60,8 @@ def reference_estimate(trials: dict[str, dict[str, Any]], rates: dict[str, dict]
 # ---------------------------------------------------------------------------------------------------------------
 def run_search(space_file: Path, name: str, results: Path, args: argparse.Namespace) -> dict[str, Any]:
     """`python -m search.run` in a subprocess from the repository root; wall time from launch to exit."""
-    cmd = [sys.executable, "-m", "search.run", str(space_file), "--name", name, "--results", str(results),
-           "--no-dashboard", "--allow-missing-weights"]
-    if args.gpus is not None:
-        cmd += ["--gpus", f"{args.gpus:g}"]
-    if args.num_cpus is not None:
-        cmd += ["--num-cpus", str(args.num_cpus)]
+    cmd = search_run_command(space_file, name=name, results=results, allow_missing_weights=True, gpus=args.gpus,
+                             num_cpus=args.num_cpus)
     log = results / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"  $ {' '.join(cmd[1:])}   (log: {log})", flush=True)

@@ -13,10 +13,9 @@ outside TrainConfig, so they never become hyperparameters or leaderboard columns
       the driver SIGKILLs its whole process group (itself and the Ray it started) right after it recorded the n-th
       <event> of <pass> (fixed | search | seeds): an event is a trial's `start` or its end as completed | pruned |
       failed, recorded and printed; what a crash at that moment would leave behind.
-  SEGTUNE_FAULT=kill_in_leaderboard_write[:<n>]   (seg.atomic)
-      SIGKILLs the driver between writing the n-th leaderboard.parquet tmp file and renaming it.
   SEGTUNE_FAULT=kill_before_rename:<file name>[:<n>]   (seg.atomic)
-      the same for any file segtune writes.
+      SIGKILLs the writing process between writing the n-th tmp file of that name (e.g. leaderboard.parquet,
+      search.tables.LEADERBOARD_FILE) and renaming it.
 
 Ray workers inherit the driver's environment, so a variable set for `python -m search.run` reaches the trials.
 """

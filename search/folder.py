@@ -14,6 +14,7 @@ Ray-free.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,15 @@ def locate(space: Space, results: str | None = None, name: str | None = None, fr
 
 class NotAnExperimentError(ValueError):
     """A command was given a folder that is not a segtune experiment; the message names what it found."""
+
+
+def command_folder(path: str | Path) -> Path | None:
+    """For a command's main: the experiment folder, or None after printing why it is not one (exit code 2)."""
+    try:
+        return experiment_folder(path)
+    except NotAnExperimentError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
 
 
 def experiment_folder(path: str | Path) -> Path:

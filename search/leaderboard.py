@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from search.folder import NotAnExperimentError, experiment_folder
+from search.folder import command_folder
 from search.tables import format_top, write_tables
 
 
@@ -16,10 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("exp_dir", metavar="RESULTS_DIR", help="experiment folder, e.g. results/quick")
     ap.add_argument("--top", type=int, default=15, help="rows to print")
     args = ap.parse_args(argv)
-    try:
-        exp_dir = experiment_folder(args.exp_dir)
-    except NotAnExperimentError as e:
-        print(f"error: {e}", file=sys.stderr)
+    exp_dir = command_folder(args.exp_dir)
+    if exp_dir is None:
         return 2
     board_path, hist_path = write_tables(exp_dir)
     board = pd.read_parquet(board_path)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from search.records import final_status
-from search.vocab import FAILED, HOST, IOU_COLUMNS, SEARCHED, objective_key
+from search.vocab import FAILED, HOST, IOU_COLUMNS, SEARCH_PASS, SEARCHED, objective_key
 
 ARCH_CEILING = {"fcn": 0.35, "fcn_dilated": 0.40, "resnet34_fcn": 0.55, "unet": 0.50}  # val mIoU reached slowly
 EPOCH_SECONDS = 30.0  # the wall time each synthetic epoch claims (it takes none)
@@ -64,7 +64,7 @@ def synthetic_record(i: int, fields: dict[str, Any], epochs_run: int, kind: str 
     pruned), or failed after them."""
     trial_id = f"syn{i:06d}"
     rec: dict[str, Any] = {
-        "trial_id": trial_id, "name": name or f"search-{i + 1:04d}", "kind": kind, "pass_name": "search",
+        "trial_id": trial_id, "name": name or f"search-{i + 1:04d}", "kind": kind, "pass_name": SEARCH_PASS,
         "config": dict(fields), "gpus": 0.25, "cpus": 1.0, "metric": "val_miou",
         "history": list(synthetic_epochs(fields, trial_id, epochs_run)), HOST: "node-0",
         "device_name": "synthetic", "started_at": iso(t0 + 10 * i), "finished_at": iso(t0 + 10 * i + 30 * epochs_run),

@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from search.records import collect_records, epochs_run
-from search.vocab import (COMPLETED, FAILED, HOST, IOU_COLUMNS, IOU_PREFIX, PRUNED, RUNNING, SCHEMA_VERSION, SEED,
-                          finite, iou_columns, original_name)
+from search.vocab import (COMPLETED, FAILED, HOST, IOU_COLUMNS, IOU_PREFIX, KINDS, PRUNED, RUNNING, SCHEMA_VERSION,
+                          SEED, STATUSES, finite, iou_columns, original_name)
 from seg.config import TrainConfig
 from seg.data.classes import column_names
 
@@ -91,8 +91,8 @@ _LEADERBOARD_HEAD: dict[str, tuple[str, str]] = {
     "schema_version": ("Int64", f"layout version of this table (search.vocab.SCHEMA_VERSION, now {SCHEMA_VERSION})"),
     "trial_id": ("string", "Ray Tune trial id (unique in the experiment; the row key)"),
     "name": ("string", "fixed-trial name (baseline, 4a, ...) or search-NNNN for searched trials"),
-    "kind": ("string", "fixed | searched | seed (a rerun of another trial with another seed: search/seeds.py)"),
-    "status": ("string", "completed | pruned | failed | running"),
+    "kind": ("string", f"{' | '.join(KINDS)} (seed: a rerun of another trial with another seed, search/seeds.py)"),
+    "status": ("string", " | ".join(STATUSES)),
     "pruned_at_epoch": ("Int64", "last epoch of a trial ASHA stopped early; null unless pruned"),
     "error": ("string", "the error, e.g. 'NonFiniteLossError: training loss became nan ...'; null unless failed"),
     **_train_columns(),

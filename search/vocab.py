@@ -22,7 +22,8 @@ KINDS = (FIXED, SEARCHED, SEED)
 SEED_SEP = "@seed"  # seed rerun names: <original name>@seed<s>; trial names never contain '@'
 
 # Tune passes, in the order they run; each is one Tune experiment under <experiment>/tune/<pass>.
-PASSES = ("fixed", "search", "seeds")
+FIXED_PASS, SEARCH_PASS, SEEDS_PASS = "fixed", "search", "seeds"
+PASSES = (FIXED_PASS, SEARCH_PASS, SEEDS_PASS)
 
 # Keys a Tune trial config carries besides the TrainConfig fields.
 FIXED_KEY = "segtune_fixed"  # passes of named trials: {FIXED_KEY: grid_search([complete config + name, ...])}

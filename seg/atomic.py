@@ -6,8 +6,7 @@ flushed to disk, then `os.replace`d over the target. A process killed before the
 a `.<name>.tmp-*` file that a later write into the same folder removes once it is stale.
 
 Test-only fault injection: `SEGTUNE_FAULT=kill_before_rename:<file name>[:<n>]` SIGKILLs the writing process
-between writing the temporary file and the rename, at the n-th write of that file name in this process (default 1);
-`SEGTUNE_FAULT=kill_in_leaderboard_write[:<n>]` is short for `kill_before_rename:leaderboard.parquet[:<n>]`.
+between writing the temporary file and the rename, at the n-th write of that file name in this process (default 1).
 """
 from __future__ import annotations
 
@@ -86,8 +85,6 @@ def _remove_stale_tmp(path: Path) -> None:
 def _maybe_kill_before_rename(name: str) -> None:
     for spec in os.environ.get("SEGTUNE_FAULT", "").split(";"):  # several faults are joined with ';'
         spec = spec.strip()
-        if spec.startswith("kill_in_leaderboard_write"):  # the name the fault-injection tests use
-            spec = spec.replace("kill_in_leaderboard_write", "kill_before_rename:leaderboard.parquet", 1)
         if not spec.startswith("kill_before_rename:"):
             continue
         parts = spec.split(":")

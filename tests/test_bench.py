@@ -16,8 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.search import (derive_space, efficiency_ratio, epochs_to_target, format_table, reference_estimate,
-                          scale_epochs, search_summary)
+from bench.derive import derive_space, scale_epochs
+from bench.reference import reference_estimate
+from bench.savings import efficiency_ratio, epochs_to_target, search_summary
+from bench.search import format_table
 from search.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from PIL import Image
 from plotly.offline import get_plotlyjs
 
 from browser import assert_page_ok, render
-from search.paper_table4 import TABLE4
+from search.report.paper_table4 import TABLE4
 from search.vocab import SCHEMA_VERSION
 from search.report import load_report_data, main, write_report
 from search.report.analysis import pareto_front, param_importances
@@ -171,15 +171,15 @@ def fabricate(
             json.dumps(
                 dict(
                     name="fabricated",
-                    space="spaces/paper.yaml",
+                    space_file="spaces/paper.yaml",
                     space_hash="0123456789abcdef",
                     dataset="voc",
                     image_size=SIZE,
                     split_sizes={"train": 209, "val": 213, "test": 210},
                     floor=FLOOR,
-                    hardware={"cpus": 2, "gpus": 0, "gpu_names": []},
-                    started="2026-11-24T10:00:00+00:00",
-                    finished="2026-11-24T11:30:00+00:00",
+                    hardware={"cluster_cpus": 2, "cluster_gpus": 0, "gpu_names": []},  # search.provenance.hardware
+                    started_at="2026-11-24T10:00:00+00:00",
+                    finished_at="2026-11-24T11:30:00+00:00",
                     versions={"torch": "2.x"},
                 )
             )

@@ -13,6 +13,7 @@ seconds and after each pass; `write_report`, at the end, writes the final page w
 The package, in the order the data flows:
     values.py      missing values, plain scalars, number / duration / time formatting (a leaf)
     load.py        the experiment folder -> ReportData (ranked leaderboard, history, experiment.json, notes)
+    paper_table4.py  the paper's Table 4 as data (the table4 section and the display order read it)
     analysis.py    numbers with no Plotly: fANOVA importances, the Pareto front, search-efficiency series
     images.py      mask thumbnails as data URIs (VOC palette PNGs, JPEG photos and overlays)
     html.py        escaping, tables, figures and the page around the sections; assets/ holds its CSS and JS
@@ -26,7 +27,7 @@ import logging
 import sys
 from pathlib import Path
 
-from search.folder import NotAnExperimentError, experiment_folder
+from search.folder import command_folder
 from search.report.html import empty, page, section
 from search.report.load import ReportData, data_description, load_report_data
 from search.report.sections import SECTIONS, Section, table4
@@ -84,10 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--into", type=Path, metavar="FILE", help=f"with --markdown: replace the lines between "
                     f"{TABLE4_MARKERS[0]} and {TABLE4_MARKERS[1]} in FILE (e.g. README.md)")
     args = ap.parse_args(argv)
-    try:
-        exp_dir = experiment_folder(args.exp_dir)
-    except NotAnExperimentError as e:
-        print(f"error: {e}", file=sys.stderr)
+    exp_dir = command_folder(args.exp_dir)
+    if exp_dir is None:
         return 2
     if args.markdown:
         block = table4_markdown(exp_dir)

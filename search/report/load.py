@@ -3,7 +3,7 @@
 Anything missing or unreadable becomes an empty frame plus a note (shown in the header): the report renders from
 whatever exists. The leaderboard comes back ranked like `search.tables.ranked` (the seed-group mean of
 best_val_miou where there is one, else best_val_miou), with every column the sections read present and a unique
-`label` per trial. Also here: lookups into experiment.json and the plain facts the sections share (the best
+`label` per trial. Also here: experiment.json's values (by the keys search.run writes) and the plain facts the sections share (the best
 trial, the fixed trials, the display order, what data and hardware the experiment ran on).
 """
 
@@ -18,12 +18,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from search.paper_table4 import FIXED_NAMES
+from search.report.paper_table4 import FIXED_NAMES
 from search.report.values import fmt, labels, present
 from search.fragments import read_tables
 from search.tables import best_completed, ranked
 from search.vocab import FIXED, HOST, IOU_PREFIX
-from seg.config import TrainConfig
+from seg.config import NON_HYPERPARAMETERS, TrainConfig
 from seg.data.classes import VOC, ClassInfo, column_names
 
 METRIC_COLUMNS = [
@@ -62,22 +62,6 @@ CURVE_METRICS = {
     "val_miou": "val mIoU",
     "val_pixel_acc": "val pixel accuracy",
 }  # history.parquet columns (each epoch's own): the paper's Figures 1-7
-# TrainConfig fields about where/how a run executes, not what it learns: never shown as hyperparameters
-RUN_FIELDS = {
-    "data_root",
-    "cache_dir",
-    "download",
-    "device",
-    "num_masks",
-    "pretrained_path",
-    "amp",
-    "channels_last",
-    "compile",
-    "fused_optimizer",
-    "seed",
-    "synthetic_counts",
-    "synthetic_size",
-}
 MASK_KEYS = ("ids", "images", "gt", "pred", "epoch")  # docs/DESIGN.md, "Masks"
 
 log = logging.getLogger(__name__)
@@ -198,7 +182,7 @@ def class_label(data: ReportData, column: str) -> str:
 
 def hyperparameter_columns(lb: pd.DataFrame) -> list[str]:
     """TrainConfig fields present as leaderboard columns, minus run plumbing (device, paths, seed...)."""
-    return [f for f in TrainConfig.model_fields if f in lb.columns and f not in RUN_FIELDS]
+    return [f for f in TrainConfig.model_fields if f in lb.columns and f not in NON_HYPERPARAMETERS]
 
 
 def varying(lb: pd.DataFrame, cols: list[str]) -> list[str]:
@@ -225,18 +209,11 @@ def display_order(lb: pd.DataFrame) -> pd.DataFrame:
     return lb.assign(_k=key).sort_values(["_k", "rank"], kind="stable").drop(columns="_k")
 
 
-def lookup(meta: dict, *keys: str, kind: type | tuple[type, ...] = object, depth: int = 3) -> Any:
-    """The first of `keys` in experiment.json whose value is a `kind`, searched breadth first.
-
-    experiment.json's nesting belongs to the search, so the report looks values up by name, not by path."""
-    level = [meta]
-    for _ in range(depth):
-        for d in level:
-            for k in keys:
-                if present(d.get(k)) and isinstance(d[k], kind):
-                    return d[k]
-        level = [v for d in level for v in d.values() if isinstance(v, dict)]
-    return None
+def meta_value(meta: dict, key: str, kind: type | tuple[type, ...] = object) -> Any:
+    """experiment.json's `key` (search.run writes every key the report reads at the top level) when it is a
+    `kind`, else None."""
+    value = meta.get(key)
+    return value if present(value) and isinstance(value, kind) else None
 
 
 def column_value(lb: pd.DataFrame, col: str) -> str | None:
@@ -256,13 +233,13 @@ def extreme(s: pd.Series, pick: Callable) -> str | None:
 def data_description(data: ReportData) -> str:
     """e.g. 'voc 2007 at 224x224 px; train/val/test = 209/213/210 images'."""
     lb, meta = data.lb, data.meta
-    dataset = lookup(meta, "dataset", kind=str) or column_value(lb, "dataset") or "unknown data set"
-    year = lookup(meta, "year", kind=(str, int)) or column_value(lb, "year")
+    dataset = meta_value(meta, "dataset", str) or column_value(lb, "dataset") or "unknown data set"
+    year = meta_value(meta, "year", (str, int)) or column_value(lb, "year")
     year = year if str(dataset).startswith("voc") else None  # a folder or synthetic set has no VOC year
-    size = lookup(meta, "image_size", kind=int) or column_value(lb, "image_size")
+    size = meta_value(meta, "image_size", int) or column_value(lb, "image_size")
     text = f"{dataset}{' ' + str(year) if year and str(year) not in str(dataset) else ''}"
     text += f" at {size}x{size} px" if size and "," not in str(size) else f" at {size} px" if size else ""
-    splits = lookup(meta, "split_sizes", "splits", "sizes", "n_images", kind=dict)
+    splits = meta_value(meta, "split_sizes", dict)  # search.preflight.prepare_data
     if isinstance(splits, dict) and splits:
         text += f"; {'/'.join(map(str, splits))} = {'/'.join(fmt(v) for v in splits.values())} images"
     return text
@@ -270,9 +247,9 @@ def data_description(data: ReportData) -> str:
 
 def hardware_text(data: ReportData) -> str:
     """e.g. '2 CPUs; 1 GPUs; NVIDIA H100': from experiment.json, else what the trials ran on."""
-    hw = lookup(data.meta, "hardware", kind=dict) or {}
-    cpus = next((hw[k] for k in ("cluster_cpus", "cpus", "cpu_count") if present(hw.get(k))), None)
-    gpus = next((hw[k] for k in ("cluster_gpus", "gpus", "gpu_count") if present(hw.get(k))), None)
+    hw = meta_value(data.meta, "hardware", dict) or {}  # search.provenance.hardware
+    cpus = next((hw[k] for k in ("cluster_cpus", "cpu_count") if present(hw.get(k))), None)
+    gpus = hw.get("cluster_gpus")
     names = hw.get("gpu_names") or []
     nodes = hw.get("cluster_nodes")
     parts = [

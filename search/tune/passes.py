@@ -32,25 +32,26 @@ from search.tune.searchers import build_scheduler, build_searcher
 from search.tune.run_info import RunInfo
 from search.tune.synthetic import synthetic_trial
 from search.tune.trainable import train_trial
-from search.vocab import FINAL_STATUSES, FIXED, FIXED_KEY, KIND_KEY, NAME_KEY, SEARCHED, SEED, TRIAL_KEY, rerun_name
+from search.vocab import (FINAL_STATUSES, FIXED, FIXED_KEY, FIXED_PASS, KIND_KEY, NAME_KEY, SEARCH_PASS, SEARCHED,
+                          SEED, SEEDS_PASS, TRIAL_KEY, rerun_name)
 
 
 def run_fixed_trials(space: Space, exp: Experiment, run: RunInfo, verbose: int) -> None:
     """Pass 1: the fixed trials with their full budget, no scheduler (never pruned)."""
-    if not space.fixed or exp.pass_done("fixed"):
+    if not space.fixed or exp.pass_done(FIXED_PASS):
         return
     print(f"pass 1: {len(space.fixed)} fixed trials: {', '.join(space.fixed)}")
     configs = {n: c.resolved().model_dump(mode="json") for n, c in space.fixed.items()}
-    run_named_pass("fixed", configs, FIXED, space, exp, run, verbose)
+    run_named_pass(FIXED_PASS, configs, FIXED, space, exp, run, verbose)
 
 
 def run_searched_trials(space: Space, exp: Experiment, run: RunInfo, verbose: int) -> None:
     """Pass 2: Optuna TPE (seeded with the fixed trials) under ASHA on the space's metric."""
-    if space.budget.num_samples == 0 or exp.pass_done("search"):
+    if space.budget.num_samples == 0 or exp.pass_done(SEARCH_PASS):
         return
     print(f"pass 2: {space.budget.num_samples} searched trials over {', '.join(space.searched_names)} "
           f"(TPE{', ASHA' if space.scheduler else ''} on {space.metric})")
-    final, unfinished = pass_records(exp.dir, "search")
+    final, unfinished = pass_records(exp.dir, SEARCH_PASS)
     remaining = space.budget.num_samples - len(final)
     if remaining > 0:
         if final or unfinished:
@@ -58,19 +59,19 @@ def run_searched_trials(space: Space, exp: Experiment, run: RunInfo, verbose: in
                   f"{remaining - len(unfinished)} still to start")
         recorded = {**final, **unfinished}
         param_space = {**space.defaults.resolved().model_dump(mode="json"), KIND_KEY: SEARCHED}
-        fit_pass("search", space, exp, run, param_space, tune.TuneConfig(
+        fit_pass(SEARCH_PASS, space, exp, run, param_space, tune.TuneConfig(
             search_alg=build_searcher(space, exp.dir, recorded), scheduler=build_scheduler(space, recorded),
             num_samples=remaining, max_concurrent_trials=space.budget.max_concurrent, **trial_naming()),
             resume={t: resume_checkpoints(r) for t, r in unfinished.items()}, verbose=verbose,
             searched_so_far=len(recorded))
-    final, _ = pass_records(exp.dir, "search")
-    finish_pass(exp, "search", len(final), space.budget.num_samples)
+    final, _ = pass_records(exp.dir, SEARCH_PASS)
+    finish_pass(exp, SEARCH_PASS, len(final), space.budget.num_samples)
 
 
 def run_seed_trials(space: Space, exp: Experiment, run: RunInfo, verbose: int) -> None:
     """Pass 3: the seed reruns, all epochs, no scheduler (never pruned). The plan is made once, from the records
     of the finished search, and kept in experiment.json, so a resumed pass reruns the same trials."""
-    if space.seeds is None or exp.pass_done("seeds"):
+    if space.seeds is None or exp.pass_done(SEEDS_PASS):
         return
     plan = exp.read().get("seed_plan")
     if plan is None:
@@ -78,12 +79,12 @@ def run_seed_trials(space: Space, exp: Experiment, run: RunInfo, verbose: int) -
         exp.update(seed_plan=plan)
     if not plan:
         print("pass 3: no completed trial to rerun with other seeds")
-        exp.mark_done("seeds")
+        exp.mark_done(SEEDS_PASS)
         return
     groups = list(dict.fromkeys(name for name, _, _ in plan))
     print(f"pass 3: {len(plan)} seed reruns (seeds {space.seeds.seeds}) of {', '.join(groups)}")
     configs = {rerun_name(name, seed): fields for name, seed, fields in plan}
-    run_named_pass("seeds", configs, SEED, space, exp, run, verbose)
+    run_named_pass(SEEDS_PASS, configs, SEED, space, exp, run, verbose)
 
 
 def run_named_pass(pass_name: str, configs: dict[str, dict[str, Any]], kind: str, space: Space, exp: Experiment,
@@ -162,7 +163,7 @@ def progress_table(space: Space, pass_name: str) -> tune.CLIReporter:
     """Every `tracking.progress_s` seconds while trials train: each trial's searched values (a named trial's name),
     epoch, this epoch's val mIoU and the best so far (Tune's CLIReporter; `search.run` selects Tune's classic
     console output for it)."""
-    columns = ({p: p for p in space.searched_names} if pass_name == "search" else
+    columns = ({p: p for p in space.searched_names} if pass_name == SEARCH_PASS else
                {f"{FIXED_KEY}/{NAME_KEY}": "name", f"{FIXED_KEY}/arch": "arch", f"{FIXED_KEY}/lr": "lr"})
     return tune.CLIReporter(
         parameter_columns=columns,

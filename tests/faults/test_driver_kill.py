@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from search.tables import LEADERBOARD_FILE
+
 from faultlib import (check_complete, cli, finished, kill_group, read_tables, records, run, snapshot,
                       space_yaml, start, wait_for)
 
@@ -109,7 +111,7 @@ def test_kill_while_the_leaderboard_is_written(tmp_path, synthetic_root, nth_wri
     space = space_yaml(tmp_path, synthetic_root, SEARCH_BODY, name="lb")
     results = tmp_path / "results"
     exp, cmd, log = results / "lb", cli(space, results), tmp_path / "first.log"
-    first = start(cmd, log, SEGTUNE_FAULT=f"kill_in_leaderboard_write:{nth_write}")
+    first = start(cmd, log, SEGTUNE_FAULT=f"kill_before_rename:{LEADERBOARD_FILE}:{nth_write}")
     try:
         rc = wait_for(lambda: first.poll(), 300, "the driver killing itself in the leaderboard write", None, log)
         assert rc == -9, log.read_text()[-3000:]

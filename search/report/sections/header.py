@@ -7,7 +7,7 @@ import json
 from typing import NamedTuple
 
 from search.report.html import e, fmt, seconds, status_badge, when
-from search.report.load import ReportData, best_trial, data_description, extreme, hardware_text, lookup
+from search.report.load import ReportData, best_trial, data_description, extreme, hardware_text, meta_value
 from search.report.values import present, scalar
 from search.vocab import FINAL_STATUSES, STATUSES
 
@@ -77,12 +77,12 @@ def info(data: ReportData) -> HeaderInfo:
     order = [*STATUSES, *sorted(set(counts.index) - set(STATUSES))]
     return HeaderInfo(
         name=data.name,
-        space=lookup(meta, "space_file", "space_path", "space", kind=str),
-        space_hash=lookup(meta, "space_hash", kind=str),
+        space=meta_value(meta, "space_file", str),
+        space_hash=meta_value(meta, "space_hash", str),
         data=data_description(data),
         hardware=hardware_text(data),
-        started=lookup(meta, "started", "started_at", kind=str) or extreme(lb["started_at"], min),
-        finished=lookup(meta, "finished", "finished_at", kind=str) or extreme(lb["finished_at"], max),
+        started=meta_value(meta, "started_at", str) or extreme(lb["started_at"], min),
+        finished=meta_value(meta, "finished_at", str) or extreme(lb["finished_at"], max),
         n_trials=len(lb),
         status_counts=[(s, int(counts.get(s, 0))) for s in order if counts.get(s, 0) or s in FINAL_STATUSES],
         epochs=scalar(lb["epochs_run"].sum(min_count=1)),

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 import plotly.graph_objects as go
 
-from search.paper_table4 import FIXED_NAMES, PAPER_DATASET, PAPER_IMAGE_SIZE, TABLE4, TABLE4_COLUMNS, paper_style
+from search.report.paper_table4 import FIXED_NAMES, PAPER_DATASET, PAPER_IMAGE_SIZE, TABLE4, TABLE4_COLUMNS, paper_style
 from search.report.html import e, empty, figure, fmt
 from search.report.load import ReportData, data_description
 from search.report.values import finite, scalar
@@ -26,7 +26,7 @@ FLOOR_NAME, FLOOR_LABEL = "floor", "background everywhere"
 
 
 class Cell(NamedTuple):
-    column: str  # dataset-level leaderboard column (= a search.paper_table4 key)
+    column: str  # dataset-level leaderboard column (= a search.report.paper_table4 key)
     paper: float | None  # the paper's value; None for a row the paper does not have
     ours_paper: float | None  # segtune under the paper's per-batch metric (column + "_paper")
     diff: float | None  # ours_paper - paper

@@ -7,7 +7,6 @@ the promise is decided before it.
 """
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest

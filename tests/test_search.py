@@ -186,7 +186,8 @@ def test_search_end_to_end(tmp_path, synthetic_root, monkeypatch):
 # ---------------------------------------------------------------------------------------------------------------
 def test_two_node_cluster_with_fractional_gpus(tmp_path, synthetic_root):
     """Each node declares one (fake) GPU; four trials at 0.5 GPU each must spread over both nodes, two per GPU.
-    The trainer uses device: cpu, so nothing touches CUDA."""
+    The trainer uses device: cpu, so nothing touches CUDA. Then, on the same cluster, a search whose data no node
+    has: its trial fails with the data error naming the node it ran on."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -197,11 +198,15 @@ def test_two_node_cluster_with_fractional_gpus(tmp_path, synthetic_root):
         """, name="cluster")
     text = space.read_text().replace("resources: {cpus: 1, gpus: 0}", "resources: {cpus: 1, gpus: 0.5}")
     space.write_text(text.replace("epochs: 3", "epochs: 4"))
+    # joining a cluster, the driver does not open the data: a trial on a node without it fails naming that node
+    lost = space_yaml(tmp_path, tmp_path / "nowhere", "fixed_trials: {lost: {}}\nbudget: {num_samples: 0}\n",
+                      name="lost")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1, "include_dashboard": False})
     try:
         cluster.add_node(num_cpus=2, num_gpus=1)
         cluster.wait_for_nodes()
         assert run_cli(space, tmp_path / "results", "--address", cluster.address) == 0
+        assert run_cli(lost, tmp_path / "results", "--address", cluster.address) == 0
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -216,6 +221,11 @@ def test_two_node_cluster_with_fractional_gpus(tmp_path, synthetic_root):
     # both trials of a node share its one GPU
     per_node = board.groupby("node_id")["gpu_ids"].agg(lambda s: sorted(set(s)))
     assert per_node.map(len).eq(1).all()
+
+    (row,) = pd.read_parquet(tmp_path / "results" / "lost" / "leaderboard.parquet").itertuples()
+    assert row.status == "failed" and row.epochs_run == 0, row.error
+    assert row.error.startswith(f"DataError: on node {row.host} (Ray node {row.node_id[:12]})"), row.error
+    assert "does not exist" in row.error and f"Every node must see the data at {tmp_path / 'nowhere'}" in row.error
 
 
 def dashboard_study(storage) -> dict:

@@ -7,7 +7,7 @@ Moments (no sleeps: the driver is stopped by fault hooks, see search/faults.py a
   * while the leaderboard is being written after the first finished trial (tmp written, not yet renamed);
   * while the leaderboard is being written after the last trial finished (in the search pass);
   * while the final report is written, after both trials finished (the rerun of the first case).
-tests/test_search.py kills the driver from outside in the middle of the search pass.
+Every step's limit comes from one budget per test (faultlib.Budget), under the test's pytest timeout.
 """
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ import pytest
 
 from search.tables import LEADERBOARD_FILE
 
-from faultlib import (check_complete, cli, finished, kill_group, read_tables, records, run, snapshot,
+from faultlib import (Budget, check_complete, cli, finished, kill_group, read_tables, records, run, snapshot,
                       space_yaml, start, wait_for)
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+TIMEOUT_S = 400
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(TIMEOUT_S)]
 
 
 def test_kill_before_any_trial_finished_with_a_concurrent_run_and_a_corrupt_checkpoint(tmp_path, synthetic_root):
@@ -32,18 +33,20 @@ def test_kill_before_any_trial_finished_with_a_concurrent_run_and_a_corrupt_chec
         """, name="held", epochs=3)
     results, release = tmp_path / "results", tmp_path / "release"
     exp, cmd, log = results / "held", cli(space, results), tmp_path / "first.log"
+    budget = Budget(TIMEOUT_S - 30)
     first = start(cmd, log, SEGTUNE_FAULT=f"hold_after_epoch:2:{release}")
     try:
         # both trials reported epoch 2 (checkpoints 1 and 2 on disk), none finished
-        wait_for(lambda: len(list(tmp_path.glob("release.held-*"))) == 2, 200, "two trials held", first, log)
-        wait_for(lambda: sorted(len(r.get("checkpoints", [])) for r in records(exp).values()) == [2, 2], 30,
+        wait_for(lambda: len(list(tmp_path.glob("release.held-*"))) == 2, budget.left(), "two trials held", first, log)
+        wait_for(lambda: sorted(len(r.get("checkpoints", [])) for r in records(exp).values()) == [2, 2],
+                 budget.left(30),
                  "the driver recorded epoch 2 and its checkpoint for both", first, log)
         assert not finished(exp)
         exp_json = (exp / "experiment.json").read_bytes()
         before_records = {p.name: p.read_bytes() for p in (exp / "trials").glob("*.json")}
 
         # the same command again while the first run holds the experiment: refused, nothing written
-        second = run(cmd, timeout=120)
+        second = run(cmd, timeout=budget.left())
         assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
         assert f"already being run by pid {first.pid}" in second.stderr and "--fresh" in second.stderr
         assert "Traceback" not in second.stdout + second.stderr and "Ray" not in second.stdout
@@ -63,7 +66,7 @@ def test_kill_before_any_trial_finished_with_a_concurrent_run_and_a_corrupt_chec
 
     release.touch()
     # the rerun finishes both trials, then is killed while it writes the final report (after the last trial)
-    out = run(cmd, timeout=300, SEGTUNE_FAULT="kill_before_rename:report.html")
+    out = run(cmd, timeout=budget.left(), SEGTUNE_FAULT="kill_before_rename:report.html")
     assert out.returncode == -9, out.stdout[-3000:] + out.stderr[-3000:]
     assert "resuming experiment 'held'" in out.stdout
     assert json.loads((exp / "experiment.json").read_text())["passes"] == {"fixed": "done"}
@@ -71,7 +74,7 @@ def test_kill_before_any_trial_finished_with_a_concurrent_run_and_a_corrupt_chec
     assert not (exp / "report.html").exists() and list(exp.glob(".report.html.tmp-*"))
     final = records(exp)
 
-    out = run(cmd, timeout=300)  # a third run only writes the report
+    out = run(cmd, timeout=budget.left())  # a third run only writes the report
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "pass 1" not in out.stdout and (exp / "report.html").stat().st_size > 0
     assert records(exp) == final
@@ -111,9 +114,10 @@ def test_kill_while_the_leaderboard_is_written(tmp_path, synthetic_root, nth_wri
     space = space_yaml(tmp_path, synthetic_root, SEARCH_BODY, name="lb")
     results = tmp_path / "results"
     exp, cmd, log = results / "lb", cli(space, results), tmp_path / "first.log"
+    budget = Budget(TIMEOUT_S - 30)
     first = start(cmd, log, SEGTUNE_FAULT=f"kill_before_rename:{LEADERBOARD_FILE}:{nth_write}")
     try:
-        rc = wait_for(lambda: first.poll(), 300, "the driver killing itself in the leaderboard write", None, log)
+        rc = wait_for(lambda: first.poll(), budget.left(), "the driver killing itself in the leaderboard write", None, log)
         assert rc == -9, log.read_text()[-3000:]
     finally:
         kill_group(first)
@@ -127,7 +131,7 @@ def test_kill_while_the_leaderboard_is_written(tmp_path, synthetic_root, nth_wri
         assert board["status"].isin(["completed", "pruned", "failed"]).sum() == min(nth_write - 1, N_TRIALS)
     before = {t: snapshot(r) for t, r in done.items()}
 
-    out = run(cmd, timeout=300)
+    out = run(cmd, timeout=budget.left())
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     board, history = check_complete(exp, N_TRIALS)
     assert set(board.loc[board["kind"] == "fixed", "name"]) == {"one", "two"}

@@ -50,6 +50,7 @@ STRATEGIES = (
 )
 DEFAULT = "TPE + ASHA (segtune)"
 GRID = 200  # points of the anytime curves on the page
+MIN_CONFIGS = 4  # sampled configurations a replay needs to mean anything at all
 
 
 def run(table: Table, workers: int, seeds: int, budget_s: float, grace: int, reduction: float) -> dict[str, Any]:
@@ -192,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
               f"'Search efficiency')", file=sys.stderr)
         return 2
     table = Table.load(args.table)
+    if len(table.configs) < MIN_CONFIGS:
+        print(f"{args.table}: {len(table.configs)} finished sampled configurations so far (and {len(table.fixed)} "
+              f"fixed rows); a replay needs at least {MIN_CONFIGS}. Resume the build: python -m bench.curves build",
+              file=sys.stderr)
+        return 2
     budget_s = args.budget_trials * table.full_cost()
     start = time.perf_counter()
     by_workers = [run(table, w, args.seeds, budget_s, args.grace, args.reduction) for w in args.workers]

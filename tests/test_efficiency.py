@@ -110,3 +110,16 @@ def test_strategies_include_the_older_protocol_and_random_baselines():
     assert kinds["TPE + ASHA, older protocol"] == ("tpe", True, False)
     older = next(s for s in efficiency.STRATEGIES if not s.prune_aware)
     assert older.sampler == SamplerSpec(kind="tpe", n_startup_trials=10, constant_liar=False)
+
+
+def test_efficiency_refuses_a_table_with_too_few_configurations(table_path, tmp_path, capsys):
+    import pandas as pd
+
+    table = pd.read_parquet(table_path)
+    few = table[(table["kind"] == "fixed") | table["trial_id"].isin(table.loc[table["kind"] == "searched", "trial_id"]
+                                                                     .unique()[:2])]
+    path = tmp_path / "few.parquet"
+    few.to_parquet(path)
+    path.with_suffix(".json").write_text(table_path.with_suffix(".json").read_text())
+    assert efficiency.main(["--table", str(path), "--out", str(tmp_path / "e.json")]) == 2
+    assert "2 finished sampled configurations so far" in capsys.readouterr().err

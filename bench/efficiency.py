@@ -146,7 +146,6 @@ def _cell(q: dict[str, float]) -> str:
 
 
 def page(result: dict[str, Any]) -> str:
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     ws = result["by_workers"]

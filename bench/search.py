@@ -333,7 +333,6 @@ def main(argv: list[str] | None = None) -> int:
         report["paper"] = bench_paper(args, stamp, device)
     if not args.skip_efficiency:
         report["efficiency"] = bench_efficiency(args, stamp)
-    from seg.atomic import atomic_write_text
 
     out = Path(args.out)
     report["load_average_at_end"] = list(os.getloadavg())

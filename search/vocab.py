@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from seg.data.classes import VOC_CLASSES
-from seg.epoch_metrics import IOU_PREFIX, METRIC_KEYS
+from seg.epoch_metrics import IOU_PREFIX, METRIC_KEYS  # noqa: F401 (the search's vocabulary: re-exported)
 
 # Trial statuses. A trial ends completed (all its epochs), pruned (stopped early by ASHA) or failed.
 COMPLETED, PRUNED, FAILED, RUNNING = "completed", "pruned", "failed", "running"

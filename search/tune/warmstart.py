@@ -4,7 +4,8 @@ Optuna study as prior knowledge, so TPE's first suggestions are already informed
 Each finished trial of OTHER (a folder or a storage URI) is projected on this space's params: its value of every
 param that is active under its own values, taken from its complete config. A trial fits when every such value lies
 in this space's distribution; the others are skipped and counted, and so are failed trials and trials with no
-score. A completed trial is added as COMPLETE with its last value of this space's metric, a pruned one as PRUNED
+score. A completed trial is added as COMPLETE with its objective (as search.tune.searchers tells its own:
+best_val_miou for val_miou), a pruned one as PRUNED
 with its per-epoch values (the intermediate values Optuna's samplers read). Prior trials live only in the study
 (`user_attrs.segtune_source = "warm start"`, with the experiment and trial they came from): they are no records,
 so the leaderboard, the tables and the report's rows are this experiment's own; experiment.json's `warm_start`
@@ -16,7 +17,6 @@ resumes like any other run. Ray-free itself; it lives beside the searcher whose 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from search.space import Space, SpaceError
 from search.space.model import OptunaSpace
 from search.status import EXPERIMENT_FILE, TRIALS_DIR, list_files, read_location
 from search.tune.searchers import STUDY_NAME, journal_path, journal_storage
-from search.vocab import COMPLETED, PRUNED, finite
+from search.vocab import COMPLETED, PRUNED, finite, objective_key
 
 SOURCE = "warm start"  # user_attrs.segtune_source of a prior trial (the fixed trials' seeds say "fixed trial")
 FROM_ATTR, TRIAL_ATTR = "segtune_warm_from", "segtune_warm_trial"
@@ -90,8 +90,10 @@ def prior_trial(rec: dict[str, Any], space: Space, source: str) -> optuna.trial.
                   intermediate_values=steps)
     if rec["status"] == PRUNED:
         return optuna.trial.create_trial(state=TrialState.PRUNED, **common)
-    value = steps[max(steps)]
-    return optuna.trial.create_trial(state=TrialState.COMPLETE, value=value, **common) if math.isfinite(value) else None
+    value = (rec.get("history") or [{}])[-1].get(objective_key(space.metric))  # what this study's own trials are told
+    if not finite(value):
+        return None
+    return optuna.trial.create_trial(state=TrialState.COMPLETE, value=float(value), **common)
 
 
 def warm_start(space: Space, exp_dir: Path, source: str) -> dict[str, Any]:

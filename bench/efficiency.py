@@ -32,6 +32,7 @@ import numpy as np
 
 from bench.replay import Anytime, Strategy, Table, replay
 from search.provenance import now_iso, versions
+from search.report import replace_between_markers
 from search.space.schema import SamplerSpec
 from seg.atomic import atomic_write_text
 
@@ -50,6 +51,7 @@ STRATEGIES = (
 )
 DEFAULT = "TPE + ASHA (segtune)"
 GRID = 200  # points of the anytime curves on the page
+MARKERS = ("<!-- efficiency:start -->", "<!-- efficiency:end -->")  # around the table in README.md
 MIN_CONFIGS = 4  # sampled configurations a replay needs to mean anything at all
 
 
@@ -186,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grace", type=int, default=6, help="ASHA's first rung, epochs")
     ap.add_argument("--reduction", type=float, default=3.0, help="ASHA's reduction factor")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--into", type=Path, metavar="FILE", help=f"also replace the lines between {MARKERS[0]} and "
+                    f"{MARKERS[1]} in FILE (README.md) with the printed table")
     args = ap.parse_args(argv)
     if not args.table.is_file():
         print(f"{args.table}: no learning-curve table; build it with `python -m bench.curves build` (README, "
@@ -212,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out, json.dumps(result, indent=1, allow_nan=True) + "\n")
     atomic_write_text(args.out.with_suffix(".html"), page(result))
     print(markdown(result))
+    if args.into is not None:
+        try:
+            text = replace_between_markers(args.into.read_text(), markdown(result) + "\n", str(args.into), MARKERS)
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        atomic_write_text(args.into, text)
     print(f"{args.out} and {args.out.with_suffix('.html')} ({result['seconds']} s)")
     return 0
 

@@ -96,6 +96,12 @@ def test_efficiency_command_writes_json_page_and_table(table_path, tmp_path, cap
     html = out.with_suffix(".html").read_text()
     assert "plotly" in html.lower() and "TPE + ASHA (segtune)" in html
     printed = capsys.readouterr().out
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- efficiency:start -->\nPLACEHOLDER\n<!-- efficiency:end -->\nafter\n")
+    assert efficiency.main(["--table", str(table_path), "--workers", "2", "--seeds", "2", "--budget-trials", "5",
+                            "--out", str(out), "--into", str(readme)]) == 0
+    text = readme.read_text()
+    assert "PLACEHOLDER" not in text and "| TPE + ASHA (segtune) |" in text and text.endswith("<!-- efficiency:end -->\nafter\n")
     assert "| TPE + ASHA (segtune) |" in printed and "random search's final test mIoU" in printed
 
 

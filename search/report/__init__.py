@@ -68,9 +68,10 @@ def table4_markdown(exp_dir: Path) -> str:
     return table4.markdown(table4.info(data), data_description(data))
 
 
-def replace_between_markers(text: str, block: str, source: str) -> str:
-    """`text` with everything between TABLE4_MARKERS replaced by `block`; ValueError naming `source` if absent."""
-    start, end = TABLE4_MARKERS
+def replace_between_markers(text: str, block: str, source: str,
+                            markers: tuple[str, str] = TABLE4_MARKERS) -> str:
+    """`text` with everything between `markers` replaced by `block`; ValueError naming `source` if absent."""
+    start, end = markers
     if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
         raise ValueError(f"{source}: expected one {start} line followed by one {end} line around the table")
     head, rest = text.split(start)

@@ -256,12 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--px64", action="store_true", help="the CPU trials' size: 64 px, every architecture")
     ap.add_argument("--steps", type=int, default=30 if cuda else 3, help="timed batches per loop and round")
-    ap.add_argument("--rounds", type=int, default=3 if cuda else 5, help="interleaved rounds (median reported)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     ap.add_argument("--warmup", type=int, default=5 if cuda else 2)
     ap.add_argument("--workers", nargs="+", type=int, default=[0, os.cpu_count() or 1])
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads of every loop")
     ap.add_argument("--compile", action="store_true", help="CPU: add a torch.compile (inductor) row")
-    ap.add_argument("--matmul-size", type=int, default=4096, help="n of the n x n matmul figure")
+    ap.add_argument("--matmul-size", type=int, default=None,
+                    help="n of the n x n matmul figure (default 4096 from 128 px up, else 512: toy runs stay short)")
     ap.add_argument("--data-root", default=str(DEFAULT_VOC))
     ap.add_argument("--no-reference", action="store_true", help="skip the paper-style loop")
     ap.add_argument("--packing", nargs="*", type=int, default=[1, 2, 4] if cuda else [],
@@ -274,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.px64:
         args.image_size = 64
+    args.matmul_size = args.matmul_size or (4096 if args.image_size >= 128 else 512)
     archs = args.archs or (PX64_MODELS if args.px64 else ["fcn", "fcn_dilated", "resnet34_fcn", "unet"] if cuda
                            else ["fcn"])
     torch.set_num_threads(args.threads)

@@ -185,7 +185,12 @@ def interleaved(loops: dict[str, Any], rounds: int, steps: int, warmup: int, rep
             del loops[name]
     for r in range(rounds):
         for name in (list(loops) if r % 2 == 0 else list(reversed(loops))):
-            done, seconds = loops[name].run(steps)
+            try:
+                done, seconds = loops[name].run(steps)
+            except Exception as e:
+                record_error(report, arch, batch, name, e)
+                del loops[name], out[name]
+                continue
             out[name]["rounds"].append(done / seconds)
     for v in out.values():
         v["rate"] = statistics.median(v["rounds"]) if v["rounds"] else None

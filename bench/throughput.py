@@ -4,18 +4,16 @@
     python -m bench.throughput --px64                  # CPU trials' size: every architecture at 64 px
     python -m bench.throughput --archs fcn unet:0.25 --steps 3 --rounds 5 --threads 1 --compile
 
-"Reference" is the paper's loop: a DataLoader over torchvision's VOCSegmentation that decodes and resizes every
-JPEG/PNG with PIL per item, random flip, fp32, contiguous tensors, Adam, `loss.item()` every step. segtune's
-loop is `seg.train.train_one_epoch` itself (not a copy), run over the cached split with the levers switched on
-one at a time, so each row's ratio to the reference is what that lever buys. All loops of an architecture are
-built first and then run interleaved, `--steps` batches each per round, in A..Z then Z..A order, for `--rounds`
-rounds; each row is the median round. On a shared machine load drifts, and this way it hits every row alike:
-compare ratios, not absolute figures (the JSON records the load average). On a CPU the same rounds also time an
-n x n matmul in fp32 and bf16 at the loops' thread counts; `share_of_matmul` is a row's FLOP rate over the
-matmul figure of its own dtype. Real VOC2007 is used when found (`--data-root`), else synthetic images of VOC's
-size (`--synthetic DIR` forces them; the JSON says which). The JSON is rewritten after every architecture
-(`"complete": false` until the end); a loop that fails (a compiler error, out of memory) is a row with its
-`error`, the other loops are still measured, and the exit code is 1.
+"Reference" is the paper's loop: a DataLoader over torchvision's VOCSegmentation decoding and resizing every
+JPEG/PNG with PIL per item, random flip, fp32, contiguous tensors, Adam, `loss.item()` every step. segtune's loop is
+`seg.train.train_one_epoch` itself over the cached split, levers switched on one at a time, so each row's ratio to
+the reference is what that lever buys. An architecture's loops are built first, then run interleaved (`--steps`
+batches each per round, A..Z then Z..A, `--rounds` rounds; each row the median round), so load drifts hit every row
+alike: compare ratios (the JSON records the load average). On a CPU the same rounds time an n x n matmul in fp32 and
+bf16; `share_of_matmul` is a row's FLOP rate over the matmul figure of its own dtype. Real VOC2007 when found
+(`--data-root`), else synthetic images of VOC's size (`--synthetic DIR`; the JSON says which). The JSON is
+rewritten after every architecture (`"complete": false` until the end); a failing loop is a row with its `error`,
+the others are still measured, and the exit code is 1.
 """
 from __future__ import annotations
 
@@ -185,7 +183,12 @@ def interleaved(loops: dict[str, Any], rounds: int, steps: int, warmup: int, rep
             del loops[name]
     for r in range(rounds):
         for name in (list(loops) if r % 2 == 0 else list(reversed(loops))):
-            done, seconds = loops[name].run(steps)
+            try:
+                done, seconds = loops[name].run(steps)
+            except Exception as e:
+                record_error(report, arch, batch, name, e)
+                del loops[name], out[name]
+                continue
             out[name]["rounds"].append(done / seconds)
     for v in out.values():
         v["rate"] = statistics.median(v["rounds"]) if v["rounds"] else None
@@ -256,12 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--px64", action="store_true", help="the CPU trials' size: 64 px, every architecture")
     ap.add_argument("--steps", type=int, default=30 if cuda else 3, help="timed batches per loop and round")
-    ap.add_argument("--rounds", type=int, default=3 if cuda else 5, help="interleaved rounds (median reported)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     ap.add_argument("--warmup", type=int, default=5 if cuda else 2)
     ap.add_argument("--workers", nargs="+", type=int, default=[0, os.cpu_count() or 1])
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads of every loop")
     ap.add_argument("--compile", action="store_true", help="CPU: add a torch.compile (inductor) row")
-    ap.add_argument("--matmul-size", type=int, default=4096, help="n of the n x n matmul figure")
+    ap.add_argument("--matmul-size", type=int, default=None,
+                    help="n of the n x n matmul figure (default 4096 from 128 px up, else 512: toy runs stay short)")
     ap.add_argument("--data-root", default=str(DEFAULT_VOC))
     ap.add_argument("--no-reference", action="store_true", help="skip the paper-style loop")
     ap.add_argument("--packing", nargs="*", type=int, default=[1, 2, 4] if cuda else [],
@@ -274,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.px64:
         args.image_size = 64
+    args.matmul_size = args.matmul_size or (4096 if args.image_size >= 128 else 512)
     archs = args.archs or (PX64_MODELS if args.px64 else ["fcn", "fcn_dilated", "resnet34_fcn", "unet"] if cuda
                            else ["fcn"])
     torch.set_num_threads(args.threads)
@@ -329,14 +334,14 @@ def main(argv: list[str] | None = None) -> int:
                 if not name.startswith("matmul"):
                     emit(report, spec, batch, name, r, ref0, gflop, dev_name, rows.get(name), args.threads)
             del data, loops
-            write_report(out, report)  # a run stopped later (a time budget, a crash) keeps these rows
+            atomic_write_text(out, json.dumps(report, indent=2))  # a run stopped later (a time budget, a crash) keeps these rows
     for arch in archs if args.packing else []:
         for n in args.packing:
             ips = packed_trials(arch, n, 16, args.image_size, args.steps)
             report["packing"].append({"arch": arch, "trials": n, "images_per_s": ips})
             print(f"{arch:14s} {n} trial(s) sharing the GPU: {ips:8.1f} images/s in all")
     report["complete"], report["loadavg_end"] = True, os.getloadavg()
-    write_report(out, report)
+    atomic_write_text(out, json.dumps(report, indent=2))
     print(f"wrote {out}")
     return 1 if any(r.get("error") for r in report["rows"]) else 0
 
@@ -367,10 +372,6 @@ def record_error(report, arch, batch, loop, e: Exception) -> None:
     print(f"{arch:14s} b{batch:<3d} {loop:42s} FAILED: {error[:300]}")
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def write_report(out: Path, report: dict[str, Any]) -> None:
-    atomic_write_text(out, json.dumps(report, indent=2))
 
 
 def emit(report, arch, batch, loop, res, ref0, gflop, dev_name, levers, threads) -> None:

@@ -3,10 +3,12 @@
 On CUDA: bf16 autocast, channels_last, cudnn.benchmark (set by the trainer) and fused Adam. On a CPU, bf16 only
 where the CPU computes it natively (AVX512-BF16 / AMX): emulated bf16 is several times slower than fp32.
 Each `auto` is what measured fastest on the machine kind it runs on (bench.throughput, README "Performance"):
-  bf16 autocast   CPU with AVX512-BF16/AMX: 1.6-2.1x a step at 64 px; without native bf16: off (7x slower).
-  channels_last   on everywhere: oneDNN's convolutions want NHWC; 1.0-1.25x in fp32, more under bf16.
-  fused Adam      on for the CPU too (torch >= 2.4 has a fused CPU kernel): the optimizer step, up to a sixth of
-                  a 64 px step for fcn, takes about half as long; the arithmetic is Adam's, only fused.
+  bf16 autocast   CPU with AVX512-BF16/AMX: 1.2-1.7x a step at 64 px, 2.6x at 224 px (fcn) over fp32 +
+                  channels_last; without native bf16: off (emulated, 7x slower), so that fp32 path is unchanged.
+  channels_last   on everywhere: oneDNN's convolutions want NHWC; 0.9-1.2x in fp32 at 64 px, 1.3x at 224 px.
+  fused Adam      on for the CPU too (torch >= 2.4 has a fused CPU kernel): the optimizer step (14-21% of a
+                  64 px step for fcn, resnet34_fcn, smp_unet) timed alone takes about half as long; whole-step
+                  ratios on the loaded machine were within their noise. The same update (tests/test_levers.py).
   torch.compile   off on a CPU: inductor took 36 s (warm cache) to 9 min (cold, loaded machine) for fcn at 64 px
                   and then ran no faster than eager (0.96x), so no trial recovers it.
 Threads are not a lever here: a trial uses the CPUs its space gives it (search.tune.trainable), and the packing

@@ -95,7 +95,7 @@ def test_trainer_batches_are_augmented(tiny_cfg, monkeypatch):
     """The Trainer passes its config to the augmentation and trains on what it returns: with zoom-out the batches
     it trains on carry the void border (scale 0.5-0.7 leaves at least half of each mask void), without it only
     the masks' own void outlines."""
-    import seg.train
+    import seg.trainer
 
     seen: list[tuple[float, float]] = []  # (scale_min of the config passed, void fraction of the masks returned)
 
@@ -104,7 +104,7 @@ def test_trainer_batches_are_augmented(tiny_cfg, monkeypatch):
         seen.append((cfg.scale_min, (y == IGNORE_INDEX).float().mean().item()))
         return x, y
 
-    monkeypatch.setattr(seg.train, "augment_batch", recording)
+    monkeypatch.setattr(seg.trainer, "augment_batch", recording)
     short = {"epochs": 1, "batch_size": 12, "test_split": None, "num_masks": 0}  # 2 steps, no test pass
     for kw in ({}, {"scale_min": 0.5, "scale_max": 0.7, "flip": True, "color_jitter": 0.3}):
         next(trainer_of(tiny_cfg, **short, **kw).epochs())

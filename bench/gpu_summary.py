@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bench.gpu_check import Profile
     from bench.launch import Clock
 
 
-def new_summary(profile: Profile, argv: list[str], out: Path, scratch: Path, clock: Clock) -> dict[str, Any]:
+def new_summary(profile: Any, argv: list[str], out: Path, scratch: Path, clock: Clock) -> dict[str, Any]:
+    # profile: bench.gpu_check.Profile (a dataclass); not imported, so the summary does not import its caller
     return {"check": "bench.gpu_check", "mode": profile.name, "command": ["python", "-m", "bench.gpu_check", *argv],
             "started_at": now_iso(), "finished_at": None, "ok": False, "time_budget_s": clock.total_s,
             "out": str(out), "scratch": str(scratch), "profile": asdict(profile), "steps": {}}

@@ -79,8 +79,7 @@ def curves_table(exp_dir: Path) -> pd.DataFrame:
         "config_key": [json.dumps({k: v for k, v in c.items() if k != "seed"}, sort_keys=True) for c in configs],
         **{col: [c.get(col) for c in configs] for col in cfg_cols}})
     per_epoch = [c for c in CURVES_SCHEMA if c in history.columns]  # (history's own `lr` is the schedule's)
-    table = history[per_epoch].merge(trials.drop(columns="trial_id").assign(trial_id=trials["trial_id"]),
-                                     on="trial_id", how="inner")
+    table = history[per_epoch].merge(trials, on="trial_id", how="inner")
     table = table[[*CURVES_SCHEMA, *cfg_cols]].sort_values(["trial_id", "epoch"], kind="stable")
     for col, (dtype, _) in CURVES_SCHEMA.items():
         table[col] = table[col].astype(dtype)

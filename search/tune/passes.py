@@ -36,6 +36,9 @@ from search.vocab import (FINAL_STATUSES, FIXED, FIXED_KEY, FIXED_PASS, KIND_KEY
                           SEED, SEEDS_PASS, TRIAL_KEY, rerun_name)
 
 
+SAMPLER_NAMES = {"tpe": "TPE", "random": "random sampling"}  # sampler.kind, as the console says it
+
+
 def run_fixed_trials(space: Space, exp: Experiment, run: RunInfo, verbose: int) -> None:
     """Pass 1: the fixed trials with their full budget, no scheduler (never pruned)."""
     if not space.fixed or exp.pass_done(FIXED_PASS):
@@ -50,7 +53,7 @@ def run_searched_trials(space: Space, exp: Experiment, run: RunInfo, verbose: in
     if space.budget.num_samples == 0 or exp.pass_done(SEARCH_PASS):
         return
     print(f"pass 2: {space.budget.num_samples} searched trials over {', '.join(space.searched_names)} "
-          f"(TPE{', ASHA' if space.scheduler else ''} on {space.metric})")
+          f"({SAMPLER_NAMES[space.sampler.kind]}{', ASHA' if space.scheduler else ''} on {space.metric})")
     final, unfinished = pass_records(exp.dir, SEARCH_PASS)
     remaining = space.budget.num_samples - len(final)
     if remaining > 0:

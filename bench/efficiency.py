@@ -99,10 +99,13 @@ def sum_epochs_cost(table: Table) -> float:
     return float(sum(len(curve) * cost for curve, cost in table.fixed.values()))
 
 
+QUARTILES = (("q25", 25), ("median", 50), ("q75", 75))
+
+
 def _bands(curves: np.ndarray) -> dict[str, list[float]]:
     with warnings.catch_warnings():  # columns before every run's first epoch are all nan: so is their band
         warnings.simplefilter("ignore", RuntimeWarning)
-        return {k: np.nanpercentile(curves, q, axis=0).tolist() for k, q in (("q25", 25), ("median", 50), ("q75", 75))}
+        return {k: np.nanpercentile(curves, q, axis=0).tolist() for k, q in QUARTILES}
 
 
 def _median(xs: list[float]) -> float:
@@ -112,8 +115,8 @@ def _median(xs: list[float]) -> float:
 def _quartiles(xs: list[float]) -> dict[str, float]:
     a = np.array(xs, dtype=float)
     if np.isnan(a).all():
-        return {"q25": math.nan, "median": math.nan, "q75": math.nan}
-    return {k: float(np.nanpercentile(a, q)) for k, q in (("q25", 25), ("median", 50), ("q75", 75))}
+        return {k: math.nan for k, _ in QUARTILES}
+    return {k: float(np.nanpercentile(a, q)) for k, q in QUARTILES}
 
 
 # ---------------------------------------------------------------------------------------------------------------

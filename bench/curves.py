@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import pandas as pd
 import yaml
 
 from search.folder import EXPERIMENT_FILE, NotAnExperimentError, experiment_folder
-from search.provenance import now_iso
+from search.provenance import cpu_model, now_iso
 from search.tables import build_tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,16 +101,6 @@ def provenance(exp_dir: Path, table: pd.DataFrame) -> dict[str, Any]:
         "rows": len(table), "epoch_seconds_total": float(table["seconds"].sum()),
         "space_params": exp.get("space", {}).get("params", {}),  # what bench.efficiency's searchers propose over
     }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def export(exp_dir: Path, out: Path) -> tuple[Path, Path]:

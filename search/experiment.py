@@ -17,7 +17,7 @@ from typing import Any
 from search import storage
 from search.grow import budget_change, describe as describe_growth
 from search.provenance import git_commit, now_iso, versions
-from search.folder import DRIVER_FILES, EXPERIMENT_FILE, Location
+from search.folder import DRIVER_FILES, EXPERIMENT_FILE, Location, moved_storage
 from search.records import write_json_atomic
 from search.space import Space, SpaceError, changed_keys
 from search.space.model import read_with_current_code
@@ -36,6 +36,7 @@ class Experiment:
     dir: Path
     tune_storage: str
     store: Store = field(default=None)  # type: ignore[assignment]
+    moved: dict[str, str] = field(default_factory=dict)  # earlier storage -> current (`moved_storage`)
 
     def __post_init__(self) -> None:
         if self.store is None:
@@ -106,7 +107,12 @@ def open_experiment(space: Space, location: Location, cluster: dict[str, Any] | 
             check_same_space(exp, stored, space, resolved)
         print(f"resuming experiment {exp.name!r} in {exp.dir} (passes done: "
               f"{[p for p, s in stored.get('passes', {}).items() if s == 'done'] or 'none'})")
-        exp.update(resumed_at=[*stored.get("resumed_at", []), now_iso()], finished_at=None, **(cluster or {}))
+        exp.moved = moved_storage(stored, location.storage)
+        if stored.get("storage", location.storage) != location.storage:
+            print(f"experiment {exp.name!r} was run from {stored['storage']} before; its checkpoints are read "
+                  f"from {location.storage} now")
+        exp.update(resumed_at=[*stored.get("resumed_at", []), now_iso()], finished_at=None, **(cluster or {}),
+                   storage=location.storage, tune_storage=exp.tune_storage, earlier_storage=list(exp.moved))
         return exp
     exp.dir.mkdir(parents=True, exist_ok=True)
     defaults = space.defaults.resolved()

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from search import storage
-from search.folder import NotAnExperimentError, experiment_folder
+from search.folder import EXPERIMENT_FILE, NotAnExperimentError, experiment_folder, moved_storage
 from search.records import read_record, record_path, resume_checkpoints
 from search.tables import LEADERBOARD_FILE, best_completed, write_tables
 from search.tune.layout import state_location
@@ -52,8 +52,12 @@ def choose_trial(board: pd.DataFrame, wanted: str | None) -> pd.Series:
 def trial_state(exp_dir: Path, trial_id: str) -> tuple[bytes, str]:
     """(the newest readable checkpoint's Trainer state, its location) of a trial."""
     rec = read_record(record_path(exp_dir, trial_id)) or {}
+    exp_json = exp_dir / EXPERIMENT_FILE
+    stored = json.loads(exp_json.read_text()) if exp_json.is_file() else {}
+    # a local folder moved since its last run: its checkpoints are here now (an object store's stay where they are)
+    moved = {} if storage.is_uri(stored.get("storage") or "") else moved_storage(stored, str(exp_dir.resolve()))
     tried = []
-    for location in resume_checkpoints(rec):
+    for location in dict.fromkeys((*resume_checkpoints(rec), *resume_checkpoints(rec, moved))):
         data = storage.read_bytes(state_location(location))
         if data:
             return data, location

@@ -17,6 +17,7 @@ import datetime as dt
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from search import storage
 from search.records import TRIALS_DIR
@@ -105,3 +106,10 @@ def experiment_folder(path: str | Path) -> Path:
     raise NotAnExperimentError(f"{path} is not a segtune experiment folder: {found}, and no "
                                f"{' or '.join(EXPERIMENT_MARKS)}; pass the folder `python -m search.run` wrote, "
                                f"e.g. results/<name>")
+
+
+def moved_storage(stored: dict[str, Any], current: str) -> dict[str, str]:
+    """Each storage the experiment was run from before (experiment.json's `storage`, `earlier_storage`) mapped to
+    `current`: the records name checkpoints by where they were written (`search.records.rebase`)."""
+    earlier = [*stored.get("earlier_storage", []), stored.get("storage")]
+    return {s: current for s in dict.fromkeys(earlier) if s and s != current}

@@ -196,9 +196,23 @@ def pass_records(exp_dir: Path, pass_name: str) -> tuple[dict[str, dict[str, Any
     return final, {t: r for t, r in recs.items() if t not in final}
 
 
-def resume_checkpoints(rec: dict[str, Any]) -> tuple[str, ...]:
-    """The checkpoints a resumed trial may continue from, newest first (the recorder keeps the last few)."""
-    return tuple(c["path"] for c in reversed(rec.get("checkpoints", [])) if c.get("path"))
+def resume_checkpoints(rec: dict[str, Any], moved: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The checkpoints a resumed trial may continue from, newest first (the recorder keeps the last few).
+
+    Records name checkpoints by the location they were written at; `moved` maps an experiment's earlier storage
+    to its current one (`search.experiment.moved_storage`), so a folder that was moved, copied or restored
+    elsewhere resumes from its own checkpoints instead of training its running trials again from scratch."""
+    paths = (c["path"] for c in reversed(rec.get("checkpoints", [])) if c.get("path"))
+    return tuple(rebase(p, moved or {}) for p in paths)
+
+
+def rebase(location: str, moved: dict[str, str]) -> str:
+    """`location` under an earlier storage root, read from the root that replaced it (unchanged otherwise)."""
+    for old, new in moved.items():
+        old = old.rstrip("/")
+        if location == old or location.startswith(old + "/"):
+            return new.rstrip("/") + location[len(old):]
+    return location
 
 
 def record_from_tune(trial: TuneTrial) -> dict[str, Any]:

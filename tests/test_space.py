@@ -335,3 +335,31 @@ def test_edited_space_is_refused_for_an_existing_experiment(tmp_path):
 
     fresh = open_experiment(load_space(path), locate(load_space(path), results, fresh=True))
     assert fresh.dir != exp.dir and fresh.dir.name.startswith("t-") and exp.json_path.is_file()
+
+
+def test_a_moved_experiment_reads_its_checkpoints_where_it_is_now(tmp_path):
+    """Records name checkpoints by where they were written; after the folder moves (twice), a resume maps every
+    earlier storage onto the current one, and leaves other locations (an object store's) alone."""
+    from search.experiment import open_experiment
+    from search.folder import locate
+    from search.records import resume_checkpoints
+
+    path = write(tmp_path, MINIMAL)
+    first = open_experiment(load_space(path), locate(load_space(path), str(tmp_path / "a")))
+    assert first.moved == {}
+    rec = {"checkpoints": [{"path": str(first.dir / "tune" / "search" / "run-0" / "t_1" / f"checkpoint_00000{i}")}
+                           for i in (1, 2)] + [{"path": "s3://bucket/elsewhere/checkpoint_000009"}]}
+    (tmp_path / "a").rename(tmp_path / "b")
+    second = open_experiment(load_space(path), locate(load_space(path), str(tmp_path / "b")))
+    assert second.moved == {str(first.dir): str(second.dir)}
+    assert resume_checkpoints(rec, second.moved) == (
+        "s3://bucket/elsewhere/checkpoint_000009", *(str(second.dir / "tune" / "search" / "run-0" / "t_1" /
+                                                        f"checkpoint_00000{i}") for i in (2, 1)))
+    assert resume_checkpoints(rec) == tuple(c["path"] for c in reversed(rec["checkpoints"]))  # none moved: as is
+    (tmp_path / "b").rename(tmp_path / "c")
+    third = open_experiment(load_space(path), locate(load_space(path), str(tmp_path / "c")))
+    stored = json.loads(third.json_path.read_text())
+    assert stored["storage"] == str(third.dir) and stored["tune_storage"] == str(third.dir / "tune")
+    assert third.moved == {str(second.dir): str(third.dir), str(first.dir): str(third.dir)}
+    assert set(stored["earlier_storage"]) == {str(first.dir), str(second.dir)}
+    assert resume_checkpoints(rec, third.moved)[1].startswith(str(third.dir) + "/tune/")

@@ -65,7 +65,7 @@ def run_searched_trials(space: Space, exp: Experiment, run: RunInfo, verbose: in
         fit_pass(SEARCH_PASS, space, exp, run, param_space, tune.TuneConfig(
             search_alg=build_searcher(space, exp.dir, recorded), scheduler=build_scheduler(space, recorded),
             num_samples=remaining, max_concurrent_trials=space.budget.max_concurrent, **trial_naming()),
-            resume={t: resume_checkpoints(r) for t, r in unfinished.items()}, verbose=verbose,
+            resume={t: resume_checkpoints(r, exp.moved) for t, r in unfinished.items()}, verbose=verbose,
             searched_so_far=len(recorded))
     final, _ = pass_records(exp.dir, SEARCH_PASS)
     finish_pass(exp, SEARCH_PASS, len(final), space.budget.num_samples)
@@ -103,7 +103,8 @@ def run_named_pass(pass_name: str, configs: dict[str, dict[str, Any]], kind: str
                  **({TRIAL_KEY: by_name[n]["trial_id"]} if n in by_name else {})} for n in todo]
         fit_pass(pass_name, space, exp, run, {FIXED_KEY: tune.grid_search(grid)}, tune.TuneConfig(
             num_samples=1, max_concurrent_trials=space.budget.max_concurrent, **trial_naming()),
-            resume={by_name[n]["trial_id"]: resume_checkpoints(by_name[n]) for n in todo if n in by_name},
+            resume={by_name[n]["trial_id"]: resume_checkpoints(by_name[n], exp.moved) for n in todo
+                    if n in by_name},
             verbose=verbose)
     final, _ = pass_records(exp.dir, pass_name)
     finish_pass(exp, pass_name, len({r.get("name") for r in final.values()} & set(configs)), len(configs))

@@ -7,7 +7,8 @@ table (bench.curves) for many seeds, at W parallel workers, at equal compute.
 Strategies: random search (full budget), random + ASHA, TPE (full budget), TPE + ASHA with the older searcher
 protocol (a pruned trial told its last score as a full result, no intermediate values, no constant liar: segtune
 before this benchmark), TPE + ASHA as segtune searches now (Optuna's pruning protocol, constant liar), and the
-paper's seven trials. Compute is simulated seconds of training (the sum over workers), the budget a number of
+paper's seven trials; and the two changes one at a time (the pruning protocol alone, the constant liar alone),
+so that each default is kept on its own measurement. Compute is simulated seconds of training (the sum over workers), the budget a number of
 average full-budget trials of the table. Writes bench/results/efficiency.json (every figure below, per seed) and
 bench/results/efficiency.html (anytime curves: the incumbent's test mIoU against compute, median and quartiles),
 and prints the README's table.
@@ -47,6 +48,10 @@ STRATEGIES = (
     Strategy("TPE + ASHA, older protocol", TPE.model_copy(update={"constant_liar": False}), asha=True,
              prune_aware=False),
     Strategy("TPE + ASHA (segtune)", TPE, asha=True),
+    # one change at a time, so each default is kept (or dropped) on its own measurement
+    Strategy("TPE + ASHA, pruning protocol only", TPE.model_copy(update={"constant_liar": False}), asha=True),
+    Strategy("TPE + ASHA, constant liar only", TPE.model_copy(update={"constant_liar": True}), asha=True,
+             prune_aware=False),
     Strategy("paper's seven", None),
 )
 DEFAULT = "TPE + ASHA (segtune)"
@@ -155,7 +160,7 @@ def page(result: dict[str, Any]) -> str:
 
     ws = result["by_workers"]
     fig = make_subplots(rows=1, cols=len(ws), subplot_titles=[f"W = {w['workers']}" for w in ws], shared_yaxes=True)
-    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#7f7f7f"]
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#e377c2", "#17becf", "#7f7f7f"]  # paper's last
     for col, w in enumerate(ws, start=1):
         for (name, s), colour in zip(w["strategies"].items(), colours):
             x = [c / 3600 for c in s["curve"]["compute_s"]]

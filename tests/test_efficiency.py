@@ -116,6 +116,14 @@ def test_strategies_include_the_older_protocol_and_random_baselines():
     assert kinds["TPE + ASHA, older protocol"] == ("tpe", True, False)
     older = next(s for s in efficiency.STRATEGIES if not s.prune_aware)
     assert older.sampler == SamplerSpec(kind="tpe", n_startup_trials=10, constant_liar=False)
+    # the two ablations differ from segtune's searcher in one setting each, and the older protocol in the other
+    by_name = {s.name: s for s in efficiency.STRATEGIES}
+    ours = by_name[efficiency.DEFAULT]
+    assert ours.sampler.constant_liar is None and ours.prune_aware  # None: on whenever trials run in parallel
+    protocol, liar = by_name["TPE + ASHA, pruning protocol only"], by_name["TPE + ASHA, constant liar only"]
+    assert protocol.prune_aware and protocol.sampler.constant_liar is False
+    assert not liar.prune_aware and liar.sampler.constant_liar is True
+    assert efficiency.STRATEGIES[-1].sampler is None  # the paper's seven: the tests replay every other one
 
 
 def test_efficiency_refuses_a_table_with_too_few_configurations(table_path, tmp_path, capsys):

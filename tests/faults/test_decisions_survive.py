@@ -1,11 +1,12 @@
 """A driver crash changes nothing that was already decided (issue: reliability).
 
-One search (2 fixed trials, 6 searched under ASHA, one seed rerun) is SIGKILLed, whole process group, at four
+One search (2 fixed trials, 6 searched under ASHA, one seed rerun) is SIGKILLed, whole process group, at five
 moments, each by a fault hook right after the driver recorded and printed an event (search/faults.py kill_after):
-  1. while two trials are running (the second searched trial of the first run has just started);
-  2. right after a searched trial completed;
-  3. right after ASHA pruned a trial (before Tune could save its own state);
-  4. in the seed pass, right after its rerun started;
+  1. right after the last fixed trial completed (before the pass was marked done);
+  2. while two searched trials are running (the first held after epoch 1, the second just started);
+  3. right after a searched trial completed;
+  4. right after ASHA pruned a trial (before Tune could save its own state);
+  5. in the seed pass, right after its rerun started;
 then the same command runs to the end. Each run arms exactly one moment and must die by it: a moment the search
 did not offer fails the test, so every run covers what it names. The order puts the moments that need the most
 of the search still to come first. After every kill, every decision printed so far must stand at the end (status,
@@ -35,8 +36,15 @@ BODY = f"""
     sampler: {{n_startup_trials: 2}}
     seeds: {{top_k: 1, seeds: [1]}}
     """
-KILLS = [  # one per run, each must happen
-    "kill_after:search:start:2",
+# One per run, each must happen. Tiny trials can finish before Tune starts the next one, so the order is what makes
+# each moment certain: the searched trials are held after epoch 1 (run 2) until the second has started, so nothing
+# has reached ASHA's last rung before run 3; there the first trial to reach it is never cut (ASHA stops only
+# below the rung's recorded values) and completes. The fixed pass ends in run 1 so that run 2's hold meets only
+# searched trials.
+HOLD = "hold_after_epoch:1:{release}"
+KILLS = [
+    "kill_after:fixed:completed:2",
+    HOLD + ";kill_after:search:start:2",
     "kill_after:search:completed:1",
     "kill_after:search:pruned:1",
     "kill_after:seeds:start:1",
@@ -59,7 +67,8 @@ def test_every_decision_survives_driver_kills(tmp_path, synthetic_root):
     configs: dict[str, dict] = {}  # trial name -> its config as first recorded
     budget = Budget(TIMEOUT_S - 60)
     for fault in KILLS:
-        event = fault.split(":")[2]
+        fault = fault.format(release=tmp_path / "never-released")
+        event = fault.rpartition(";")[2].split(":")[2]
         out = run(cmd, timeout=budget.left(), SEGTUNE_FAULT=fault)
         log = out.stdout + out.stderr
         # the armed moment happened: the driver killed itself there (rc 0 means the search never offered it)

@@ -3,7 +3,8 @@ once, finished trials are not trained again, and the Parquet files always read c
 
 Moments (no sleeps: the driver is stopped by fault hooks, see search/faults.py and seg/atomic.py):
   * before any trial finished (trials held after epoch 2), with a second run of the same experiment started
-    meanwhile (refused by the lock) and the newest checkpoint of one trial corrupted before the rerun;
+    meanwhile (refused by the lock), the newest checkpoint of one trial corrupted and the results folder moved
+    before the rerun;
   * while the leaderboard is being written after the first finished trial (tmp written, not yet renamed);
   * while the leaderboard is being written after the last trial finished (in the search pass);
   * while the final report is written, after both trials finished (the rerun of the first case).
@@ -63,12 +64,17 @@ def test_kill_before_any_trial_finished_with_a_concurrent_run_and_a_corrupt_chec
     assert newest.parent.name == f"a_{a_id}" and newest.name == "checkpoint_000001"
     state = newest / "trainer_state.pt"
     state.write_bytes(state.read_bytes()[:1000])
+    # then the folder moves (restored from a backup, copied to another disk): the records name the checkpoints
+    # where they were written, the rerun reads them where they are now
+    results.rename(tmp_path / "moved")
+    results = tmp_path / "moved"
+    exp, cmd = results / "held", cli(space, results)
 
     release.touch()
     # the rerun finishes both trials, then is killed while it writes the final report (after the last trial)
     out = run(cmd, timeout=budget.left(), SEGTUNE_FAULT="kill_before_rename:report.html")
     assert out.returncode == -9, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "resuming experiment 'held'" in out.stdout
+    assert "resuming experiment 'held'" in out.stdout and "its checkpoints are read from" in out.stdout
     assert json.loads((exp / "experiment.json").read_text())["passes"] == {"fixed": "done"}
     check_complete(exp, 2)  # the final tables were written before the report
     assert not (exp / "report.html").exists() and list(exp.glob(".report.html.tmp-*"))

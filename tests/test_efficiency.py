@@ -98,8 +98,9 @@ def test_efficiency_command_writes_json_page_and_table(table_path, tmp_path, cap
     printed = capsys.readouterr().out
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- efficiency:start -->\nPLACEHOLDER\n<!-- efficiency:end -->\nafter\n")
-    assert efficiency.main(["--table", str(table_path), "--workers", "2", "--seeds", "2", "--budget-trials", "5",
+    assert efficiency.main(["--table", str(table_path), "--workers", "2", "--seeds", "2",
                             "--out", str(out), "--into", str(readme)]) == 0
+    assert json.loads(out.read_text())["budget_trials"] == 6  # by default half the table's 12 configurations
     text = readme.read_text()
     assert "PLACEHOLDER" not in text and "| TPE + ASHA (segtune) |" in text and text.endswith("<!-- efficiency:end -->\nafter\n")
     assert "| TPE + ASHA (segtune) |" in printed and "random search's final test mIoU" in printed

@@ -151,6 +151,8 @@ class Anytime:
     val: list[float] = field(default_factory=list)
     trials: int = 0
     epochs: int = 0
+    neighbours: list[int] = field(default_factory=list)  # per started trial: the table configuration it trained
+    distances: list[float] = field(default_factory=list)  # per started trial: its proposal's distance to that one
 
     def note(self, compute: float, best_val: float, test: float) -> None:
         if not self.val or best_val > self.val[-1]:
@@ -192,6 +194,8 @@ def replay(table: Table, strategy: Strategy, workers: int, budget_s: float, seed
         n += 1
         config = searcher.suggest(tid)
         i = table.nearest(config)
+        out.neighbours.append(i)
+        out.distances.append(table.distance(config, table.configs[i]))
         curve = rng.choice(table.curves[i])
         trial = _Trial(tid, config)
         if asha:

@@ -72,6 +72,9 @@ def test_replay_spends_the_budget_and_tracks_the_incumbent(table_path, strategy)
         assert run.epochs >= (run.trials - 3) * EPOCHS  # every trial but the ones still running at the end ran in full
     again = replay(table, strategy, workers=3, budget_s=budget, seed=1, grace=2, reduction=2)
     assert (again.compute, again.test) == (run.compute, run.test)
+    # each started trial names the table configuration it trained and how far its proposal lay from it
+    assert len(run.neighbours) == len(run.distances) == run.trials
+    assert all(0 <= d <= 1 for d in run.distances) and len(set(run.neighbours)) > 1
 
 
 def test_paper_strategy_runs_every_fixed_epoch_once(table_path):
@@ -92,6 +95,7 @@ def test_efficiency_command_writes_json_page_and_table(table_path, tmp_path, cap
     assert rnd["test_at_budget"]["median"] == pytest.approx(w["random_final_test_miou"])
     assert w["strategies"]["paper's seven"]["seeds"] == 1 and rnd["seeds"] == 3
     assert len(rnd["curve"]["median"]) == efficiency.GRID
+    assert 0 <= rnd["mapped_distance_median"] <= 1 and 0 <= rnd["retrained_share_median"] < 1
     assert result["configurations"] == 12 and result["with_seeds"] == 2
     html = out.with_suffix(".html").read_text()
     assert "plotly" in html.lower() and "TPE + ASHA (segtune)" in html
@@ -104,6 +108,7 @@ def test_efficiency_command_writes_json_page_and_table(table_path, tmp_path, cap
     text = readme.read_text()
     assert "PLACEHOLDER" not in text and "| TPE + ASHA (segtune) |" in text and text.endswith("<!-- efficiency:end -->\nafter\n")
     assert "| TPE + ASHA (segtune) |" in printed and "random search's final test mIoU" in printed
+    assert "nearest-configuration approximation at W = 2" in printed
 
 
 def test_efficiency_without_a_table_says_how_to_build_it(tmp_path, capsys):

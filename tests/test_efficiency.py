@@ -77,6 +77,21 @@ def test_replay_spends_the_budget_and_tracks_the_incumbent(table_path, strategy)
     assert all(0 <= d <= 1 for d in run.distances) and len(set(run.neighbours)) > 1
 
 
+def test_the_cost_model_prices_a_shape_by_its_quiet_epochs_not_its_loaded_ones(table_path, tmp_path):
+    import pandas as pd
+
+    quiet = pd.read_parquet(table_path).assign(seconds=10.0)
+    loaded = quiet.copy()
+    loaded.loc[loaded.index % 3 != 0, "seconds"] = 50.0  # two epochs in three recorded while other jobs ran
+    costs = []
+    for name, t in (("quiet", quiet), ("loaded", loaded)):
+        path = tmp_path / f"{name}.parquet"
+        t.to_parquet(path)
+        path.with_suffix(".json").write_text(table_path.with_suffix(".json").read_text())
+        costs.append(Table.load(path).cost)
+    assert costs[0] == costs[1] == [10.0] * 12  # a median would have priced the loaded table at 50 s an epoch
+
+
 def test_paper_strategy_runs_every_fixed_epoch_once(table_path):
     table = Table.load(table_path)
     run = replay(table, Strategy("paper", None), workers=4, budget_s=math.inf, seed=0)

@@ -112,6 +112,11 @@ def test_efficiency_command_writes_json_page_and_table(table_path, tmp_path, cap
     assert len(rnd["curve"]["median"]) == efficiency.GRID
     assert 0 <= rnd["mapped_distance_median"] <= 1 and 0 <= rnd["retrained_share_median"] < 1
     assert result["configurations"] == 12 and result["with_seeds"] == 2
+    # a search is read at the paper's compute only where its budget reaches that far; the paper's row always
+    paper_row = w["strategies"][efficiency.PAPER]["test_at_paper_compute"]["median"]
+    assert paper_row == pytest.approx(w["paper_best_test_miou"])
+    within = w["paper_compute_s"] <= w["budget_s"]
+    assert math.isfinite(rnd["test_at_paper_compute"]["median"]) == within
     html = out.with_suffix(".html").read_text()
     assert "plotly" in html.lower() and "TPE + ASHA (segtune)" in html
     printed = capsys.readouterr().out
@@ -119,7 +124,11 @@ def test_efficiency_command_writes_json_page_and_table(table_path, tmp_path, cap
     readme.write_text("# x\n<!-- efficiency:start -->\nPLACEHOLDER\n<!-- efficiency:end -->\nafter\n")
     assert efficiency.main(["--table", str(table_path), "--workers", "2", "--seeds", "2",
                             "--out", str(out), "--into", str(readme)]) == 0
-    assert json.loads(out.read_text())["budget_trials"] == 6  # by default half the table's 12 configurations
+    again = json.loads(out.read_text())
+    assert again["budget_trials"] == 6  # by default half the table's 12 configurations
+    (w6,) = again["by_workers"]
+    assert w6["paper_compute_s"] > w6["budget_s"]  # the paper's rows outlast 6 trials: no figure there
+    assert not math.isfinite(w6["strategies"]["random"]["test_at_paper_compute"]["median"])
     text = readme.read_text()
     assert "PLACEHOLDER" not in text and "| TPE + ASHA (segtune) |" in text and text.endswith("<!-- efficiency:end -->\nafter\n")
     assert "| TPE + ASHA (segtune) |" in printed and "random search's final test mIoU" in printed

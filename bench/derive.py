@@ -18,15 +18,14 @@ def scale_epochs(epochs: int, scale: float) -> int:
 
 def derive_space(src: str | Path, dst: str | Path, *, name: str, epochs_scale: float = 1.0,
                  image_size: int | None = None, data: dict[str, Any] | None = None,
-                 defaults: dict[str, Any] | None = None, num_samples: int | None = None,
-                 scheduler: str | dict | None = None, budget: dict[str, Any] | None = None,
+                 defaults: dict[str, Any] | None = None, budget: dict[str, Any] | None = None,
                  resources: dict[str, Any] | None = None, storage: str | None = None,
                  by: str = "bench.search") -> Path:
     """Write a copy of the space file `src` to `dst` with the given changes; returns `dst`.
 
     Every epoch count (defaults, each fixed trial, a searched `epochs` range, `scheduler.max_epochs`) is scaled by
     `epochs_scale`; `data` updates the data section, `defaults` the defaults, `budget` and `resources` theirs;
-    `scheduler="none"` switches ASHA off; `storage` replaces the results root; `by` names the tool in the header.
+    `storage` replaces the results root; `by` names the tool in the header.
     Included files' fixed trials are not copied (their includes keep pointing at the original files)."""
     from search.space import read_yaml
     from seg.config import TrainConfig
@@ -36,16 +35,12 @@ def derive_space(src: str | Path, dst: str | Path, *, name: str, epochs_scale: f
     raw["name"] = name
     raw["data"] = {**(raw.get("data") or {}), **(data or {}), **({"image_size": image_size} if image_size else {})}
     raw["defaults"] = {**(raw.get("defaults") or {}), **(defaults or {})}
-    if num_samples is not None:
-        raw["budget"] = {**(raw.get("budget") or {}), "num_samples": num_samples}
     if budget:
         raw["budget"] = {**(raw.get("budget") or {}), **budget}
     if resources:
         raw["resources"] = {**(raw.get("resources") or {}), **resources}
     if storage is not None:
         raw["storage"] = storage
-    if scheduler is not None:
-        raw["scheduler"] = scheduler
     if epochs_scale != 1.0:
         d = raw["defaults"]
         d["epochs"] = scale_epochs(d.get("epochs", TrainConfig.model_fields["epochs"].default), epochs_scale)

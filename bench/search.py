@@ -1,24 +1,23 @@
-"""Search-level benchmark: the paper's seven trials end to end, and what ASHA pruning saves a search.
+"""Search-level benchmark: the paper's seven trials end to end through `search.run`.
 
     python -m bench.search                                  # CPU: 64 px, epochs x0.1; CUDA: the full 224 px run
     python -m bench.search --image-size 224 --epochs-scale 1 --out results/bench/search.json
-    python -m bench.search --skip-paper --quick-space my_tiny.yaml --num-samples 4
 
-1. Paper end to end: `spaces/paper.yaml` (the seven fixed trials) through `python -m search.run` in a subprocess,
-   Ray start, data preparation and compilation included, timed from launch to exit. Beside it, an *estimate* of the
-   paper-style reference loop running the same trials one after another: training images/s and evaluation
-   images/s of that loop are measured on a few batches per architecture (`bench.throughput.reference_loop`, and
-   `reference_eval` below), then multiplied out over each trial's epochs (train split every epoch, val split every
-   epoch, test split once at the end, as the paper did). Epochs are scaled and the image size set by writing a
-   derived space YAML (a copy of paper.yaml, no includes) next to the output JSON. Real VOC2007 is used when found
-   (`--data-root`), else synthetic images of VOC's size and split counts.
-2. Search efficiency: the quick space twice, identical except the scheduler (ASHA as the space says vs `scheduler:
-   none`), same sampler seed and num_samples. For each run: the cumulative epochs of searched trials, in the order
-   they finished, until the first searched trial whose best val mIoU reaches the target = the best fixed trial's best
-   val mIoU (the fixed pass is identical in both runs and not counted); the ratio pruned / unpruned (goal <= 1/3).
+`spaces/paper.yaml` (the seven fixed trials) through `python -m search.run` in a subprocess, Ray start, data
+preparation and compilation included, timed from launch to exit. Beside it, an *estimate* of the paper-style
+reference loop running the same trials one after another: training images/s and evaluation images/s of that loop
+are measured on a few batches per architecture (`bench.throughput.reference_loop`, and `reference_eval` below),
+then multiplied out over each trial's epochs (train split every epoch, val split every epoch, test split once at
+the end, as the paper did). Epochs are scaled and the image size set by writing a derived space YAML (a copy of
+paper.yaml, no includes) next to the output JSON. Real VOC2007 is used when found (`--data-root`), else synthetic
+images of VOC's size and split counts.
+
+What a search saves (ASHA, TPE, at equal compute, on real learning curves) is `python -m bench.efficiency`'s: the
+ASHA-against-unpruned run of quick.yaml that used to be here could not show a saving (its target, the best fixed
+trial, was reached by the second searched trial either way).
 
 The parts: bench.derive (the derived space files), bench.reference (the reference loop's rates and estimate),
-bench.savings (epochs to the target, from a leaderboard), bench.launch (the search.run command line).
+bench.launch (the search.run command line).
 """
 from __future__ import annotations
 
@@ -41,18 +40,15 @@ import torch
 from bench.derive import derive_space
 from bench.launch import search_run_command
 from bench.reference import measure_reference_rates, model_key, reference_estimate
-from bench.savings import best_fixed_miou, efficiency_ratio, search_summary
 from seg.atomic import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VOC = REPO.parent / "shared" / "data"
 PAPER_SPACE = REPO / "spaces" / "paper.yaml"
-QUICK_SPACE = REPO / "spaces" / "quick.yaml"
 VOC_SPLIT_COUNTS = (209, 213, 210)  # train / val / test of the VOC2007 subset (CALIBRATION.md)
 SYNTHETIC_SIZE = 400  # px, about a VOC image's long side
 CPU_DEFAULTS = {"image_size": 64, "epochs_scale": 0.1}  # the full paper run takes hours on a 2-core CPU
 CUDA_DEFAULTS = {"image_size": 224, "epochs_scale": 1.0}
-TARGET_RATIO = 1 / 3  # pruned epochs-to-target over unpruned: the goal of the performance issue
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,49 +160,6 @@ def bench_paper(args: argparse.Namespace, stamp: str, device: torch.device) -> d
     return out
 
 
-def bench_efficiency(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
-    from search.space import load_space
-
-    results, out_dir = Path(args.results), Path(args.out).parent
-    src = Path(args.quick_space)
-    base = load_space(src)
-    num_samples = args.num_samples if args.num_samples is not None else base.budget.num_samples
-    if base.scheduler is None:
-        raise SystemExit(f"{src}: has `scheduler: none`; the efficiency benchmark needs a space that uses ASHA")
-    runs: dict[str, dict[str, Any]] = {}
-    for label, sched in (("asha", None), ("unpruned", "none")):
-        name = f"bench-{base.name}-{label}-{stamp}"
-        space_file = derive_space(src, out_dir / f"{name}.yaml", name=name, num_samples=num_samples, scheduler=sched)
-        print(f"\n[efficiency] {base.name} space, {label}: {len(base.fixed)} fixed + {num_samples} searched trials")
-        runs[label] = run_search(space_file, name, results, args)
-    boards = {k: r.pop("board") for k, r in runs.items()}
-    fixed_best = {k: best_fixed_miou(b) if b is not None else None for k, b in boards.items()}
-    known = [v for v in fixed_best.values() if v is not None]
-    target = max(known) if known else None
-    out: dict[str, Any] = {
-        "space": str(src), "num_samples": num_samples, "sampler_seed": base.seed,
-        "scheduler": base.scheduler.model_dump(),
-        "target": {"val_miou": target, "best_fixed_val_miou_per_run": fixed_best,
-                   "definition": ("the best fixed trial's best val mIoU (the larger of the two runs' values, which "
-                                  "should agree: same fixed trials, same seeds)")},
-        "epochs_definition": ("searched trials only, in the order they finished: the sum of their epochs_run up to "
-                              "and including the first one whose best_val_miou >= target; the fixed pass (the same "
-                              "in both runs) is not counted"),
-        "runs": {},
-    }
-    for label, run in runs.items():
-        board = boards[label]
-        summary = search_summary(board, target) if board is not None and target is not None else {"reached": False}
-        out["runs"][label] = {**run, **summary}
-    p, u = out["runs"]["asha"], out["runs"]["unpruned"]
-    ratio = efficiency_ratio(p, u) if target is not None else None
-    out.update(ratio_epochs_to_target=ratio, goal_ratio=TARGET_RATIO,
-               meets_goal=None if ratio is None else ratio <= TARGET_RATIO,
-               ratio_total_epochs=(p["total_epochs"] / u["total_epochs"]) if u.get("total_epochs") else None,
-               ratio_wall_seconds=p["wall_seconds"] / u["wall_seconds"])
-    return out
-
-
 def _num(v: Any) -> float | int | None:
     """A leaderboard cell as a JSON number (None for a missing value)."""
     if v is None or pd.isna(v):
@@ -256,36 +209,11 @@ def format_table(report: dict[str, Any]) -> str:
                          f"{ref['total_seconds_completed_trials']:.1f} s for the completed trials, "
                          f"{ref['total_seconds_all_trials']:.1f} s for all seven; speedup "
                          f"{paper['speedup_vs_reference_completed_trials'] or float('nan'):.2f}x")
-    eff = report.get("efficiency")
-    if eff:
-        t = eff["target"]["val_miou"]
-        lines += ["", f"search efficiency on {eff['space']} ({eff['num_samples']} searched trials, seed "
-                  f"{eff['sampler_seed']}); target val mIoU {t if t is None else f'{t:.4f}'} (best fixed trial)",
-                  f"  {'run':9s} {'reached':>7s} {'epochs to target':>16s} {'trials':>6s} {'total epochs':>12s} "
-                  f"{'best searched':>13s} {'wall s':>7s}"]
-        for label, r in eff["runs"].items():
-            best = r.get("best_searched_val_miou")
-            lines.append(f"  {label:9s} {str(r.get('reached')):>7s} {str(r.get('epochs_to_target')):>16s} "
-                         f"{str(r.get('trials_to_target')):>6s} {str(r.get('total_epochs')):>12s} "
-                         f"{'-' if best is None else f'{best:.4f}':>13s} {r['wall_seconds']:7.1f}")
-        ratio = eff["ratio_epochs_to_target"]
-        lines.append(f"  epochs to target, ASHA / unpruned: {'n/a' if ratio is None else f'{ratio:.2f}'} "
-                     f"(goal <= {eff['goal_ratio']:.2f}: {_goal(eff['meets_goal'])});"
-                     f" total epochs ratio {_fmt(eff['ratio_total_epochs'])}, wall ratio "
-                     f"{_fmt(eff['ratio_wall_seconds'])}")
     return "\n".join(lines)
-
-
-def _goal(met: bool | None) -> str:
-    return "n/a (a run did not reach the target)" if met is None else "met" if met else "NOT met"
 
 
 def _loads(v: list[float] | None) -> str:
     return "-" if not v else "/".join(f"{x:.1f}" for x in v)
-
-
-def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
 
 
 def parse_args(argv: list[str] | None, cuda: bool) -> argparse.Namespace:
@@ -300,10 +228,6 @@ def parse_args(argv: list[str] | None, cuda: bool) -> argparse.Namespace:
                     help=f"multiply every paper trial's epochs (default here: {d['epochs_scale']:g}; 1 on CUDA)")
     ap.add_argument("--data-root", default=str(DEFAULT_VOC), help="VOC2007 root; synthetic data when absent")
     ap.add_argument("--paper-space", default=str(PAPER_SPACE))
-    ap.add_argument("--quick-space", default=str(QUICK_SPACE), help="the space of the efficiency benchmark")
-    ap.add_argument("--num-samples", type=int, default=None, help="searched trials per run (default: the space's)")
-    ap.add_argument("--skip-paper", action="store_true")
-    ap.add_argument("--skip-efficiency", action="store_true")
     ap.add_argument("--no-reference", action="store_true", help="skip measuring the paper-style loop")
     ap.add_argument("--ref-steps", type=int, default=20 if cuda else 3, help="timed reference batches per model")
     ap.add_argument("--ref-warmup", type=int, default=3 if cuda else 1)
@@ -329,19 +253,14 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU: reduced to {CPU_DEFAULTS['image_size']} px and epochs x{CPU_DEFAULTS['epochs_scale']:g} "
         f"(the full paper run takes hours on this CPU)")
     print(f"device: {report['device']}; torch {report['torch']}, ray {report['ray']}; {report['defaults']}")
-    if not args.skip_paper:
-        report["paper"] = bench_paper(args, stamp, device)
-    if not args.skip_efficiency:
-        report["efficiency"] = bench_efficiency(args, stamp)
+    report["paper"] = bench_paper(args, stamp, device)
 
     out = Path(args.out)
     report["load_average_at_end"] = list(os.getloadavg())
     atomic_write_text(out, json.dumps(report, indent=2, default=str))
     print("\n" + format_table(report))
     print(f"\nwrote {out}")
-    failed = [r["returncode"] for r in [report.get("paper", {}), *report.get("efficiency", {}).get("runs", {}).values()]
-              if r and r.get("returncode")]
-    return 1 if failed else 0
+    return 1 if report["paper"].get("returncode") else 0
 
 
 if __name__ == "__main__":

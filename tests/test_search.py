@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -184,10 +185,11 @@ def test_search_end_to_end(tmp_path, synthetic_root, monkeypatch):
 # ---------------------------------------------------------------------------------------------------------------
 # Two nodes, fractional GPUs
 # ---------------------------------------------------------------------------------------------------------------
-def test_two_node_cluster_with_fractional_gpus(tmp_path, synthetic_root):
+def test_two_node_cluster_with_fractional_gpus(tmp_path, synthetic_root, monkeypatch):
     """Each node declares one (fake) GPU; four trials at 0.5 GPU each must spread over both nodes, two per GPU.
-    The trainer uses device: cpu, so nothing touches CUDA. Then, on the same cluster, a search whose data no node
-    has: its trial fails with the data error naming the node it ran on."""
+    The trainer uses device: cpu, so nothing touches CUDA. Then, on the same cluster joined with `--address auto`
+    (RAY_ADDRESS names this test's cluster, so auto cannot find another one on a shared machine), a search whose
+    data no node has: its trial fails with the data error naming the node it ran on."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -201,13 +203,32 @@ def test_two_node_cluster_with_fractional_gpus(tmp_path, synthetic_root):
     # joining a cluster, the driver does not open the data: a trial on a node without it fails naming that node
     lost = space_yaml(tmp_path, tmp_path / "nowhere", "fixed_trials: {lost: {}}\nbudget: {num_samples: 0}\n",
                       name="lost")
+    # Tiny trials could finish before the last one is placed and let it reuse a freed node: each trial holds after
+    # epoch 1 until all four are held, so all four run at once and must take both nodes. Set before the cluster
+    # starts: its workers inherit the environment of the nodes, not the driver's.
+    release = tmp_path / "release"
+    monkeypatch.setenv("SEGTUNE_FAULT", f"hold_after_epoch:1:{release}")
+    all_held = threading.Event()
+
+    def release_when_all_four_are_held() -> None:
+        while not all_held.is_set() and not release.exists():
+            if len(list(tmp_path.glob("release.held-*"))) == 4:
+                all_held.set()
+            all_held.wait(0.05)
+        release.touch()
+
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1, "include_dashboard": False})
+    releaser = threading.Thread(target=release_when_all_four_are_held, daemon=True)
     try:
         cluster.add_node(num_cpus=2, num_gpus=1)
         cluster.wait_for_nodes()
+        releaser.start()
         assert run_cli(space, tmp_path / "results", "--address", cluster.address) == 0
-        assert run_cli(lost, tmp_path / "results", "--address", cluster.address) == 0
+        assert all_held.is_set(), "the four trials were never held at once"
+        monkeypatch.setenv("RAY_ADDRESS", cluster.address)  # what `ray start` users export; auto reads it first
+        assert run_cli(lost, tmp_path / "results", "--address", "auto") == 0
     finally:
+        release.touch()  # never leave the releaser (or a held trial) waiting
         ray.shutdown()
         cluster.shutdown()
     board = pd.read_parquet(tmp_path / "results" / "cluster" / "leaderboard.parquet")
@@ -224,6 +245,8 @@ def test_two_node_cluster_with_fractional_gpus(tmp_path, synthetic_root):
 
     (row,) = pd.read_parquet(tmp_path / "results" / "lost" / "leaderboard.parquet").itertuples()
     assert row.status == "failed" and row.epochs_run == 0, row.error
+    assert row.node_id in set(board["node_id"])  # auto joined this test's cluster, not a Ray of its own
+    assert json.loads((tmp_path / "results" / "lost" / "experiment.json").read_text())["ray_address"] == "auto"
     assert row.error.startswith(f"DataError: on node {row.host} (Ray node {row.node_id[:12]})"), row.error
     assert "does not exist" in row.error and f"Every node must see the data at {tmp_path / 'nowhere'}" in row.error
 

@@ -200,7 +200,7 @@ def resume_checkpoints(rec: dict[str, Any], moved: dict[str, str] | None = None)
     """The checkpoints a resumed trial may continue from, newest first (the recorder keeps the last few).
 
     Records name checkpoints by the location they were written at; `moved` maps an experiment's earlier storage
-    to its current one (`search.experiment.moved_storage`), so a folder that was moved, copied or restored
+    to its current one (`search.folder.moved_storage`), so a folder that was moved, copied or restored
     elsewhere resumes from its own checkpoints instead of training its running trials again from scratch."""
     paths = (c["path"] for c in reversed(rec.get("checkpoints", [])) if c.get("path"))
     return tuple(rebase(p, moved or {}) for p in paths)

@@ -20,7 +20,8 @@ seeds, each training draws one of its curves, so seed noise stays in the replay.
 The cost model: recorded epoch seconds are inflated whenever other jobs share the CPU (load only ever adds time),
 so an epoch costs a low quantile (`COST_QUANTILE`) of the epoch seconds of its shape (architecture, width, skips,
 batch size) over the whole table, not its own recording: one quiet stretch of a shape sets its price. A shape
-recorded only under load (the paper's fcn_dilated and unet width 1.0 rows of the CPU table) stays overpriced.
+recorded only under load (the paper's fcn_dilated and unet width 1.0 rows of the CPU table) has only that price;
+the README says how it compares with epoch times measured side by side.
 """
 from __future__ import annotations
 

@@ -60,7 +60,9 @@ HOST = "host"
 # 2: the leaderboard's best-checkpoint pixel accuracy is `best_val_pixel_acc` (was `val_pixel_acc`), the host
 #    column is `host` (was `hostname`), fault-injection fields are gone, `schema_version` added.
 # 3: the paper-style per-batch scores (`*_paper`) and the `paper_metric_batch` config column added.
-SCHEMA_VERSION = 3
+# 4: `max_val_miou_avg5` (leaderboard, history), `val_miou_avg5` (history) and `objective_mean` (seed groups) added;
+#    the leaderboard ranks on `objective` (was best_val_miou).
+SCHEMA_VERSION = 4
 
 
 def finite(x: Any) -> bool:

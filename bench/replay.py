@@ -22,6 +22,11 @@ so an epoch costs a low quantile (`COST_QUANTILE`) of the epoch seconds of its s
 batch size) over the whole table, not its own recording: one quiet stretch of a shape sets its price. A shape
 recorded only under load (the paper's fcn_dilated and unet width 1.0 rows of the CPU table) has only that price;
 the README says how it compares with epoch times measured side by side.
+
+The metric: a strategy searches on a space's `metric` as segtune does (ASHA's rungs and the study's intermediate
+values follow it epoch by epoch, a finished trial is told `objective_key(metric)`), and its incumbent is the trial
+with the highest such objective so far. `val_miou_avg5` and `max_val_miou_avg5` are computed from each curve's
+val_miou by the trainer's own function (seg.epoch_metrics.avg5), so tables recorded before they existed replay too.
 """
 from __future__ import annotations
 
@@ -40,9 +45,11 @@ import pandas as pd
 from search.space.model import OptunaSpace, Param
 from search.space.schema import SamplerSpec
 from search.tune.searchers import RecordedASHA, RecordedFirstSearcher, build_sampler
+from search.vocab import objective_key
+from seg.epoch_metrics import avg5
 
 SHAPE = ("arch", "width", "skips", "batch_size")  # what an epoch's cost depends on
-CURVE_KEYS = ("epoch", "val_miou", "best_val_miou", "test_miou")
+CURVE_KEYS = ("epoch", "val_miou", "best_val_miou", "test_miou", "val_miou_avg5", "max_val_miou_avg5")
 COST_QUANTILE = 0.1  # of a shape's recorded epoch seconds: its price (see the module's docstring)
 
 
@@ -75,7 +82,7 @@ class Table:
         keyed: dict[str, int] = {}
         for tid, t in table.groupby("trial_id", sort=True):
             t = t.sort_values("epoch")
-            curve = t[list(CURVE_KEYS)].to_numpy(dtype=float)
+            curve = with_avg5(t[list(CURVE_KEYS[:4])].to_numpy(dtype=float))
             seconds = float(per_epoch[t["_shape"].iloc[0]])
             if t["kind"].iloc[0] == "fixed":
                 fixed[str(t["name"].iloc[0])] = (curve, seconds)
@@ -114,6 +121,13 @@ class Table:
         return float(np.mean([len(c[0]) * s for c, s in zip(self.curves, self.cost)]))
 
 
+def with_avg5(curve: np.ndarray) -> np.ndarray:
+    """A curve (rows: epochs; columns CURVE_KEYS[:4]) with val_miou_avg5 and max_val_miou_avg5 appended."""
+    vals = curve[:, 1].tolist()
+    extra = np.array([avg5(vals[:i + 1]) for i in range(len(vals))], dtype=float).reshape(len(vals), 2)
+    return np.hstack([curve, extra])
+
+
 def active_config(params: tuple[Param, ...], row: pd.Series) -> dict[str, Any]:
     """A table row's values of the searched params that are active for it (parents come first), as a proposal
     would carry them: no `width` for an FCN."""
@@ -136,6 +150,7 @@ class Strategy:
     sampler: SamplerSpec | None  # None: the paper's fixed trials instead of a search
     asha: bool = False
     prune_aware: bool = True  # the searcher's pruning protocol (False: the older one)
+    metric: str = "val_miou"  # the space's `metric` (search.space.schema.METRICS): what it searches and ranks on
 
 
 class _Trial:
@@ -147,8 +162,8 @@ class _Trial:
 
 @dataclass
 class Anytime:
-    """The incumbent over simulated compute: after each reported epoch, the test mIoU of the trial with the best
-    validation score so far (its best checkpoint), and the seconds of compute spent until then."""
+    """The incumbent over simulated compute: after each reported epoch, the test mIoU (of its best checkpoint) of
+    the trial with the highest objective so far, and the seconds of compute spent until then."""
 
     compute: list[float] = field(default_factory=list)
     test: list[float] = field(default_factory=list)
@@ -187,8 +202,9 @@ def replay(table: Table, strategy: Strategy, workers: int, budget_s: float, seed
     study = optuna.create_study(direction="maximize", sampler=build_sampler(strategy.sampler, workers, seed))
     space = OptunaSpace(table.params)
     epochs = len(table.curves[0][0])
-    searcher = RecordedFirstSearcher(space, study, "val_miou", [], epochs, prune_aware=strategy.prune_aware)
-    asha = RecordedASHA(time_attr="epoch", metric="val_miou", mode="max", max_t=epochs, grace_period=grace,
+    searcher = RecordedFirstSearcher(space, study, strategy.metric, [], epochs, prune_aware=strategy.prune_aware)
+    objective = objective_key(strategy.metric)
+    asha = RecordedASHA(time_attr="epoch", metric=strategy.metric, mode="max", max_t=epochs, grace_period=grace,
                         reduction_factor=reduction) if strategy.asha else None
     out, events, spent, n = Anytime(), [], 0.0, 0
 
@@ -217,7 +233,7 @@ def replay(table: Table, strategy: Strategy, workers: int, budget_s: float, seed
         result = dict(zip(CURVE_KEYS, curve[row]))
         result["epoch"] = int(result["epoch"])
         out.epochs += 1
-        out.note(spent, result["best_val_miou"], result["test_miou"])
+        out.note(spent, result[objective], result["test_miou"])
         stop = asha is not None and asha.on_trial_result(None, trial, result) == "STOP"
         searcher.on_trial_result(tid, result)
         if stop or row + 1 == len(curve):
@@ -231,7 +247,8 @@ def replay(table: Table, strategy: Strategy, workers: int, budget_s: float, seed
 
 
 def replay_fixed(table: Table, workers: int) -> Anytime:
-    """The paper's fixed trials, all epochs, `workers` at a time in the table's order."""
+    """The paper's fixed trials, all epochs, `workers` at a time in the table's order; the incumbent is the best
+    checkpoint by validation (best_val_miou), the paper's own rule."""
     out, events, spent = Anytime(), [], 0.0
     queue = list(table.fixed.items())
     for w in range(min(workers, len(queue))):

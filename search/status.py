@@ -27,7 +27,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from search import storage
-from search.vocab import FINAL_STATUSES, FIXED, KINDS, RUNNING, STATUSES, finite
+from search.vocab import FINAL_STATUSES, FIXED, KINDS, RUNNING, STATUSES, finite, objective_key
 
 # the experiment folder's names (search.folder, search.lock, search.records, search.tables), repeated here so that this
 # command imports neither pandas nor pydantic
@@ -235,8 +235,9 @@ def _best_value(rec: dict[str, Any], metric: str) -> float | None:
 
 
 def best_so_far(records: list[dict[str, Any]], meta: dict[str, Any]) -> Best | None:
-    """The trial with the highest best_val_miou (the best checkpoint's; running trials count too)."""
-    metric = "best_val_miou"
+    """The trial with the highest objective so far (what the leaderboard will rank by: best_val_miou for the
+    metric val_miou, max_val_miou_avg5 for val_miou_avg5; running trials count too)."""
+    metric = objective_key(((meta.get("space") or {}).get("metric")) or "val_miou")
     scored = [(v, r) for r in records if (v := _best_value(r, metric)) is not None]
     if not scored:
         return None

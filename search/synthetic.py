@@ -18,6 +18,7 @@ from typing import Any
 
 from search.records import final_status
 from search.vocab import FAILED, HOST, IOU_COLUMNS, SEARCH_PASS, SEARCHED, objective_key
+from seg.epoch_metrics import avg5
 
 ARCH_CEILING = {"fcn": 0.35, "fcn_dilated": 0.40, "resnet34_fcn": 0.55, "unet": 0.50}  # val mIoU reached slowly
 EPOCH_SECONDS = 30.0  # the wall time each synthetic epoch claims (it takes none)
@@ -38,10 +39,14 @@ def synthetic_epochs(fields: dict[str, Any], key: str, epochs: int, start: int =
     tau = 2.0 + rng.random() * 4.0  # epochs to reach 63% of the ceiling
     class_share = [rng.uniform(0.2, 1.6) for _ in IOU_COLUMNS]
     best: dict[str, Any] = {}
+    vals: list[float] = []
     for epoch in range(1, epochs + 1):
         val = max(0.0, ceiling * (1 - math.exp(-epoch / tau)) + rng.gauss(0, NOISE))
+        vals.append(val)
+        avg, top = avg5(vals)
         m = {"epoch": epoch, "train_loss": 0.3 + 2.2 * math.exp(-epoch / tau), "val_loss": 0.5 + 2.0 *
              math.exp(-epoch / tau), "val_miou": val, "val_pixel_acc": 0.7 + 0.25 * val, "lr": lr,
+             "val_miou_avg5": avg, "max_val_miou_avg5": top,
              "val_miou_paper": PAPER_SHARE * val, "val_pixel_acc_paper": 0.7 + 0.25 * val,
              "images_per_s": IMAGES_PER_S, "seconds": EPOCH_SECONDS, "compile_seconds": 0.0, "pretrained": False}
         if not best or val > best["best_val_miou"]:

@@ -8,8 +8,11 @@ docs/DESIGN.md lists the same columns. Names follow search.vocab: `val_*` in the
 `best_*`, `test_*` and `iou_*` are the best-val-mIoU checkpoint's, in both tables.
 
 Seed groups (search.seeds): every row of a seed group (an original trial and its `seed` reruns) carries
-`seed_group`, `n_seeds` and the mean / sample std of best_val_miou and test_miou over the group's completed runs,
-and the leaderboard ranks by that mean where a row has one, so a lucky seed cannot carry a configuration to the top.
+`seed_group`, `n_seeds` and the mean / sample std of best_val_miou and test_miou over the group's completed runs.
+
+The leaderboard ranks by `objective`, what the search optimised (`max_val_miou_avg5` for the space's metric
+`val_miou_avg5`, `best_val_miou` for `val_miou`; search.vocab.objective_key), and by its seed-group mean
+(`objective_mean`) where a row has one, so a lucky seed cannot carry a configuration to the top.
 Ray-free and torch-free.
 """
 from __future__ import annotations
@@ -39,6 +42,8 @@ SEED_COLUMNS: dict[str, tuple[str, str]] = {
     "val_miou_std": ("float64", "sample standard deviation of best_val_miou over the group (null for one run)"),
     "test_miou_mean": ("float64", "mean test_miou over the seed group's completed runs"),
     "test_miou_std": ("float64", "sample standard deviation of test_miou over the group (null for one run)"),
+    "objective_mean": ("float64", "mean objective over the seed group's completed runs (what the leaderboard ranks "
+                                  "such a row by)"),
 }
 
 
@@ -99,6 +104,8 @@ _LEADERBOARD_HEAD: dict[str, tuple[str, str]] = {
     "epochs_run": ("Int64", "epochs trained (one result each)"),
     "best_epoch": ("Int64", "epoch of the best val_miou checkpoint"),
     "best_val_miou": ("float64", "best validation mIoU over the epochs run"),
+    "max_val_miou_avg5": ("float64", "highest mean validation mIoU of 5 consecutive epochs (fewer before epoch 5) "
+                                     "over the epochs run"),
     "best_val_pixel_acc": ("float64", "validation pixel accuracy of the best checkpoint (history: val_pixel_acc "
                                       "is each epoch's own)"),
     "test_miou": ("float64", "test mIoU of the best checkpoint"),
@@ -138,6 +145,8 @@ _HISTORY_HEAD: dict[str, tuple[str, str]] = {
     "val_loss": ("float64", "validation loss"),
     "val_miou": ("float64", "validation mIoU of this epoch"),
     "val_pixel_acc": ("float64", "validation pixel accuracy of this epoch"),
+    "val_miou_avg5": ("float64", "mean validation mIoU of the last 5 epochs (fewer before epoch 5)"),
+    "max_val_miou_avg5": ("float64", "highest val_miou_avg5 so far"),
     "lr": ("float64", "learning rate at the end of the epoch"),
     "images_per_s": ("float64", "training throughput of the epoch"),
     "seconds": ("float64", "wall time of the epoch incl. evaluation"),
@@ -177,6 +186,7 @@ def leaderboard_row(rec: dict[str, Any], provenance: dict[str, Any],
         **{f: _cell(cfg.get(f)) for f in TrainConfig.model_fields},
         "epochs_run": epochs_run(rec),
         "best_epoch": last.get("best_epoch"), "best_val_miou": last.get("best_val_miou"),
+        "max_val_miou_avg5": last.get("max_val_miou_avg5"),
         "best_val_pixel_acc": last.get("best_val_pixel_acc"), "test_miou": last.get("test_miou"),
         "test_pixel_acc": last.get("test_pixel_acc"), **{c: last.get(c) for c in PAPER_COLUMNS},
         **{c: last.get(c) for c in iou_cols},
@@ -219,8 +229,8 @@ def typed_frame(rows: list[dict[str, Any]], schema: dict[str, tuple[str, str]]) 
 
 
 def build_tables(exp_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(leaderboard, history) of an experiment folder; leaderboard best first: by the seed-group mean of
-    best_val_miou where there is one, else by best_val_miou (`ranked`)."""
+    """(leaderboard, history) of an experiment folder; leaderboard best first: by the seed-group mean of the
+    objective where there is one, else by the objective (`ranked`)."""
     exp_dir = Path(exp_dir)
     provenance = provenance_of(exp_dir)
     records = collect_records(exp_dir)
@@ -315,10 +325,11 @@ def add_seed_columns(board: pd.DataFrame) -> pd.DataFrame:
     is_original = ~reruns & board["name"].isin(originals)
     group[is_original] = board.loc[is_original, "name"]
     board["seed_group"] = group
-    done = board[group.notna() & (board["status"] == COMPLETED)]
+    done = board[group.notna() & (board["status"] == COMPLETED)].assign(_score=rank_score(board))
     agg = done.groupby("seed_group").agg(
         n_seeds=("name", "size"), val_miou_mean=("best_val_miou", "mean"), val_miou_std=("best_val_miou", "std"),
-        test_miou_mean=("test_miou", "mean"), test_miou_std=("test_miou", "std"))
+        test_miou_mean=("test_miou", "mean"), test_miou_std=("test_miou", "std"),
+        objective_mean=("_score", "mean"))
     for col in agg.columns:
         board[col] = board["seed_group"].map(agg[col]).astype(SEED_COLUMNS[col][0])
     return board
@@ -331,16 +342,27 @@ def best_completed(board: pd.DataFrame) -> pd.Series | None:
     return done.iloc[0] if len(done) else None
 
 
-def ranked(board: pd.DataFrame) -> pd.DataFrame:
-    """Best first: by the seed-group mean of best_val_miou where a row has one, else its own best_val_miou. A seed
-    group's rows stay together (best run first); ties by name. Works on frames without the seed columns too."""
+def rank_score(board: pd.DataFrame) -> pd.Series:
+    """A row's own score: its objective, else (tables written before the column was filled) its best_val_miou."""
     score = board["best_val_miou"].astype("float64")
-    if "val_miou_mean" in board.columns:
-        score = board["val_miou_mean"].astype("float64").fillna(score)
+    if "objective" in board.columns:
+        score = pd.to_numeric(board["objective"], errors="coerce").astype("float64").fillna(score)
+    return score
+
+
+def ranked(board: pd.DataFrame) -> pd.DataFrame:
+    """Best first: by the seed-group mean of the objective where a row has one, else its own objective
+    (`rank_score`). A seed group's rows stay together (best run first); ties by name. Works on frames without
+    the seed columns too."""
+    own = score = rank_score(board)
+    for mean in ("objective_mean", "val_miou_mean"):  # the second in tables written before the first
+        if mean in board.columns:
+            score = board[mean].astype("float64").fillna(score)
+            break
     group = board["name"].astype("string")
     if "seed_group" in board.columns:
         group = board["seed_group"].astype("string").fillna(group)
-    keyed = board.assign(_score=score, _group=group)
-    keyed = keyed.sort_values(["_score", "_group", "best_val_miou", "name"], ascending=[False, True, False, True],
+    keyed = board.assign(_score=score, _group=group, _own=own)
+    keyed = keyed.sort_values(["_score", "_group", "_own", "name"], ascending=[False, True, False, True],
                               na_position="last", kind="stable")
-    return keyed.drop(columns=["_score", "_group"]).reset_index(drop=True)
+    return keyed.drop(columns=["_score", "_group", "_own"]).reset_index(drop=True)

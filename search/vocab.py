@@ -46,10 +46,11 @@ def iou_columns(class_names: tuple[str, ...] | list[str] = VOC_CLASSES) -> tuple
 IOU_COLUMNS = iou_columns()  # VOC's; search.tables.experiment_iou_columns gives an experiment's own
 
 def objective_key(metric: str) -> str:
-    """The result key a finished trial is judged by, for the space's `metric`: the best checkpoint's score for
-    `val_miou` (what the leaderboard ranks by and the trial is reported with), else the metric itself. ASHA and
-    the Optuna study's intermediate values follow `metric` epoch by epoch."""
-    return {"val_miou": "best_val_miou"}.get(metric, metric)
+    """The result key a finished trial is judged by (what the leaderboard ranks by and Optuna is told), for the
+    space's `metric`: the highest 5-epoch mean so far for `val_miou_avg5`, the best checkpoint's score for
+    `val_miou`, else the metric itself. ASHA and the Optuna study's intermediate values follow `metric` epoch by
+    epoch."""
+    return {"val_miou": "best_val_miou", "val_miou_avg5": "max_val_miou_avg5"}.get(metric, metric)
 
 
 # Where a trial ran: one name, `host`, in the result, the record and the leaderboard.
@@ -59,7 +60,9 @@ HOST = "host"
 # 2: the leaderboard's best-checkpoint pixel accuracy is `best_val_pixel_acc` (was `val_pixel_acc`), the host
 #    column is `host` (was `hostname`), fault-injection fields are gone, `schema_version` added.
 # 3: the paper-style per-batch scores (`*_paper`) and the `paper_metric_batch` config column added.
-SCHEMA_VERSION = 3
+# 4: `max_val_miou_avg5` (leaderboard, history), `val_miou_avg5` (history) and `objective_mean` (seed groups) added;
+#    the leaderboard ranks on `objective` (was best_val_miou).
+SCHEMA_VERSION = 4
 
 
 def finite(x: Any) -> bool:

@@ -131,6 +131,7 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_masks: dict[str, np.ndarray] | None = None
         self.last_metrics: dict[str, Any] = {}  # the dict of the last epoch run (kept in the state: see load)
+        self.val_mious: list[float] = []  # every epoch's val mIoU, for val_miou_avg5 (seg.epoch_metrics.avg5)
         self.compiled = None
 
     # -- construction ---------------------------------------------------------------------------------------------
@@ -166,10 +167,11 @@ class Trainer:
                     f"optimizer={cfg.optimizer}): the run diverged; lower lr or add warmup_epochs")
             val, _ = self._evaluate(forward_model, "val")
             self.epoch = epoch
+            self.val_mious.append(float(val["miou"]))
             if not self.best or val["miou"] > self.best["best_val_miou"]:
                 self._new_best(forward_model, val)
             self.last_metrics = epoch_metrics(
-                epoch, train_loss, val, self.best, lr=self.optimizer.param_groups[0]["lr"],
+                epoch, train_loss, val, self.val_mious, self.best, lr=self.optimizer.param_groups[0]["lr"],
                 images_per_s=seen / train_seconds, seconds=time.perf_counter() - t0,
                 compile_seconds=self._compile_seconds if epoch == 1 else 0.0,
                 pretrained=bool(getattr(self.model, "pretrained_loaded", False)))
@@ -226,7 +228,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "best": dict(self.best), "best_state": self.best_state,
             "order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "last_metrics": dict(self.last_metrics), "classes": self.classes.to_yaml_dict(),
+            "last_metrics": dict(self.last_metrics), "val_mious": list(self.val_mious), "classes": self.classes.to_yaml_dict(),
             "best_masks": None if self.best_masks is None else
             {k: torch.from_numpy(v) if k != "ids" else list(map(str, v)) for k, v in self.best_masks.items()},
         }
@@ -244,6 +246,8 @@ class Trainer:
         self.aug_gen.set_state(sd["aug_gen"])
         torch.set_rng_state(sd["torch_rng"])
         self.last_metrics = dict(sd.get("last_metrics") or {})  # absent in states saved before it was added
+        # absent before val_miou_avg5 was added: such a run's average starts again from its resumed epoch
+        self.val_mious = [float(v) for v in sd.get("val_mious") or []]
         bm = sd.get("best_masks")
         self.best_masks = None if bm is None else {
             k: np.array(v) if k == "ids" else v.numpy() for k, v in bm.items()}

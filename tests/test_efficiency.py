@@ -2,6 +2,7 @@
 bench.curves from a fabricated experiment: the mapping, the replay's accounting, the strategies' JSON and page."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from bench import curves, efficiency
 from bench.replay import Strategy, Table, replay
 from search.space import load_space
-from search.space.schema import SamplerSpec
+from search.space.schema import SamplerSpec, SpaceFile
 from search.synthetic import synthetic_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,9 +151,15 @@ def test_strategies_include_the_older_protocol_and_random_baselines():
     by_name = {s.name: s for s in efficiency.STRATEGIES}
     ours = by_name[efficiency.DEFAULT]
     assert ours.sampler.constant_liar is None and ours.prune_aware  # None: on whenever trials run in parallel
+    assert ours.metric == "val_miou_avg5" == SpaceFile.model_fields["metric"].default  # what a space searches on
+    single = by_name["TPE + ASHA, best single epoch"]
+    assert single == dataclasses.replace(ours, name=single.name, metric="val_miou")
     protocol, liar = by_name["TPE + ASHA, pruning protocol only"], by_name["TPE + ASHA, constant liar only"]
-    assert protocol.prune_aware and protocol.sampler.constant_liar is False
-    assert not liar.prune_aware and liar.sampler.constant_liar is True
+    assert protocol.prune_aware and protocol.sampler.constant_liar is False and protocol.metric == older.metric
+    assert not liar.prune_aware and liar.sampler.constant_liar is True and liar.metric == older.metric == "val_miou"
+    for base in ("random", "random + ASHA"):  # the metric on its own, on the random baselines
+        assert by_name[f"{base}, 5-epoch mean"] == dataclasses.replace(
+            by_name[base], name=f"{base}, 5-epoch mean", metric="val_miou_avg5")
     assert efficiency.STRATEGIES[-1].sampler is None  # the paper's seven: the tests replay every other one
 
 
@@ -167,3 +174,20 @@ def test_efficiency_refuses_a_table_with_too_few_configurations(table_path, tmp_
     path.with_suffix(".json").write_text(table_path.with_suffix(".json").read_text())
     assert efficiency.main(["--table", str(path), "--out", str(tmp_path / "e.json")]) == 2
     assert "2 finished sampled configurations so far" in capsys.readouterr().err
+
+
+def test_a_search_on_the_5_epoch_mean_ranks_its_trials_by_it(table_path):
+    from bench.replay import CURVE_KEYS
+    from seg.epoch_metrics import avg5
+
+    table = Table.load(table_path)
+    col = {k: i for i, k in enumerate(CURVE_KEYS)}
+    for c in (c for cs in table.curves for c in cs):  # the trainer's own definition, from each curve's val_miou
+        vals = c[:, col["val_miou"]].tolist()
+        assert c[:, [col["val_miou_avg5"], col["max_val_miou_avg5"]]].tolist() == [
+            pytest.approx(list(avg5(vals[:i + 1]))) for i in range(len(vals))]
+    on_mean = Strategy("random, 5-epoch mean", SamplerSpec(kind="random"), metric="val_miou_avg5")
+    run = replay(table, on_mean, workers=2, budget_s=4 * table.full_cost(), seed=0)
+    tops = {float(v) for cs in table.curves for c in cs for v in c[:, col["max_val_miou_avg5"]]}
+    singles = {float(v) for cs in table.curves for c in cs for v in c[:, col["best_val_miou"]]}
+    assert run.val and all(v in tops for v in run.val) and not all(v in singles for v in run.val)

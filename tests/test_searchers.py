@@ -107,3 +107,18 @@ def test_sampler_per_space(tmp_path, sampler, concurrent, kind, liar):
     assert type(built) is kind
     if liar is not None:
         assert built._constant_liar is liar
+
+
+def test_an_older_experiments_records_warm_start_a_search_on_the_5_epoch_mean(tmp_path):
+    from search.tune.warmstart import prior_trial
+
+    space = make_space(tmp_path)  # the default metric: val_miou_avg5
+    assert space.metric == "val_miou_avg5"
+    vals = [0.1, 0.3, 0.2, 0.2, 0.2, 0.5]
+    history = [{"epoch": e, "val_miou": v} for e, v in enumerate(vals, 1)]  # written before val_miou_avg5 existed
+    rec = {"trial_id": "t0", "name": "search-0001", "status": "completed", "history": history,
+           "config": {**space.defaults.model_dump(mode="json"), "lr": 1e-3}}
+    trial = prior_trial(rec, space, "results/old")
+    assert trial is not None and trial.state.name == "COMPLETE"
+    assert trial.intermediate_values[2] == pytest.approx(0.2) and trial.intermediate_values[6] == pytest.approx(0.28)
+    assert trial.value == pytest.approx(0.28)  # max over full windows: epochs 2-6 (0.28) beat epochs 1-5 (0.2)

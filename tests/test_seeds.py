@@ -95,7 +95,7 @@ def test_plan_picks_top_k_completed_searched_and_the_fixed(tmp_path):
 
     def rec(name, kind, status, best, seed=0):
         return {"name": name, "kind": kind, "status": status, "config": {"seed": seed, "lr": 1e-3},
-                "history": [{"best_val_miou": best}]}
+                "history": [{"best_val_miou": best}], "objective": best}  # what the records' objective holds
 
     records = {n: rec(n, k, s, b, **kw) for n, k, s, b, kw in [
         ("c", "fixed", "completed", 0.1, {}), ("a", "fixed", "completed", 0.1, {}),
@@ -202,3 +202,20 @@ def test_trials_validated_on_their_training_images_do_not_seed_tpe(tmp_path):
         (exp_dir / "trials" / f"t{i}.json").write_text(json.dumps(rec))
     assert [(rec["name"], point, rec["objective"]) for rec, point in fixed_trial_seeds(space, exp_dir)] == [
         ("a", {"lr": 1e-3}, 0.1)]
+
+
+def test_the_leaderboard_ranks_on_the_objective_not_the_best_single_epoch():
+    # search-0001 has the best single epoch but a lower 5-epoch mean (the objective of metric val_miou_avg5)
+    board = board_of(LUCKY[:6] + LUCKY[8:]).assign(
+        objective=[0.15, 0.09, 0.10, 0.19, 0.20, np.nan, 0.11, 0.12])
+    board = ranked(add_seed_columns(board)).set_index("name")
+    assert board.index[0] == "search-0002@seed1"  # objective mean (0.19 + 0.20) / 2 over the group's completed runs
+    assert board.loc["search-0002", "objective_mean"] == pytest.approx(0.195)
+    assert board.loc["search-0001", "objective_mean"] == pytest.approx(np.mean([0.15, 0.09, 0.10]))
+    assert list(board.index[3:6]) == ["base@seed1", "base", "search-0001"]  # 0.115 > 0.113 despite 0.30 once
+    records = {n: {"name": n, "kind": "searched", "status": "completed", "config": {"seed": 0},
+                   "history": [{"best_val_miou": v}], "objective": o}
+               for n, v, o in [("search-0001", 0.30, 0.15), ("search-0002", 0.20, 0.19)]}
+    space = type("S", (), {"seeds": type("Spec", (), {"include_fixed": False, "top_k": 1, "seeds": [1]})(),
+                           "fixed": {}})()
+    assert [n for n, _, _ in plan_reruns(space, records)] == ["search-0002"]  # the seed pass reruns the same

@@ -86,7 +86,7 @@ def test_full_space_includes_the_paper_and_searches_the_key_params():
     assert list(full.fixed) == list(paper.fixed)
     assert all(full.fixed[n] == paper.fixed[n] for n in paper.fixed)  # included trials keep their meaning
     assert {"lr", "epochs", "bg_weight", "activation", "arch"} <= set(full.searched_names)
-    assert full.scheduler is not None and full.metric == "val_miou"
+    assert full.scheduler is not None and full.metric == "val_miou_avg5"
     assert 0 < full.resources.gpus < 1  # several trials per GPU
     assert (full.defaults.dataset, full.defaults.image_size) == ("voc", 224)
     width = next(p for p in full.params if p.name == "width")

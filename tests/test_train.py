@@ -86,6 +86,25 @@ def test_save_and_load_continue_exactly(tiny_cfg, tmp_path):
     for a, b in zip(straight, hist):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
         assert a["val_miou"] == pytest.approx(b["val_miou"], rel=1e-6)
+        # the 5-epoch mean spans the save: the resumed run knows the epochs before it
+        assert a["val_miou_avg5"] == pytest.approx(b["val_miou_avg5"], rel=1e-6)
+    vals = [m["val_miou"] for m in straight]
+    assert hist[-1]["val_miou_avg5"] == pytest.approx(sum(vals) / 3)  # fewer than 5 epochs: all of them
+    assert hist[-1]["max_val_miou_avg5"] == pytest.approx(sum(vals) / 3)  # no full window yet: the mean itself
+
+
+@pytest.mark.parametrize("vals, avg, top", [
+    ([0.1], 0.1, 0.1),
+    ([0.1, 0.3], 0.2, 0.2),
+    ([0.3, 0.1, 0.2], 0.2, 0.2),  # before epoch 5 the top is the mean itself, not a shorter window's
+    ([0.5, 0.1, 0.1, 0.1, 0.1, 0.1], 0.1, 0.18),  # a lucky first epoch counts a fifth, in full windows only
+    ([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6], 0.4, 0.4),  # the window slides: epochs 3-7
+    ([0.2, 0.2, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2], 0.2, (0.2 * 4 + 0.9) / 5),  # one spike moves the mean by a fifth
+])
+def test_val_miou_avg5_is_the_mean_of_the_last_five_epochs_and_its_maximum(vals, avg, top):
+    from seg.epoch_metrics import avg5
+
+    assert avg5(vals) == (pytest.approx(avg), pytest.approx(top))
 
 
 def test_nan_loss_stops_the_run(tiny_cfg):

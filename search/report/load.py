@@ -1,8 +1,8 @@
 """Reading an experiment folder into one plain object, `ReportData`, and the leaderboard/history preparation.
 
 Anything missing or unreadable becomes an empty frame plus a note (shown in the header): the report renders from
-whatever exists. The leaderboard comes back ranked like `search.tables.ranked` (the seed-group mean of
-best_val_miou where there is one, else best_val_miou), with every column the sections read present and a unique
+whatever exists. The leaderboard comes back ranked like `search.tables.ranked` (the seed-group mean of the
+objective where there is one, else the objective), with every column the sections read present and a unique
 `label` per trial. Also here: experiment.json's values (by the keys search.run writes) and the plain facts the sections share (the best
 trial, the fixed trials, the display order, what data and hardware the experiment ran on).
 """
@@ -28,6 +28,9 @@ from seg.data.classes import VOC, ClassInfo, column_names
 
 METRIC_COLUMNS = [
     "best_val_miou",
+    "max_val_miou_avg5",
+    "objective",
+    "objective_mean",
     "best_val_pixel_acc",
     "test_miou",
     "test_pixel_acc",
@@ -122,7 +125,7 @@ def prepare_leaderboard(lb: pd.DataFrame) -> pd.DataFrame:
     lb["kind"] = lb["kind"].fillna("searched").astype(str)
     for col in ("trial_id", "name", "status", "kind"):  # str even when empty, for the .str accessor
         lb[col] = lb[col].astype(object)
-    # ranked by the seed-group mean of best_val_miou where there is one (a lucky seed does not win), else by it
+    # ranked by the seed-group mean of the objective where there is one (a lucky seed does not win), else by it
     lb = ranked(lb)
     lb["rank"] = np.arange(1, len(lb) + 1)
     dup = lb["name"].duplicated(keep=False)  # seed reruns share a name: tell them apart by id

@@ -33,7 +33,7 @@ from search.tune.run_info import RunInfo
 from search.tune.synthetic import synthetic_trial
 from search.tune.trainable import train_trial
 from search.vocab import (FINAL_STATUSES, FIXED, FIXED_KEY, FIXED_PASS, KIND_KEY, NAME_KEY, SEARCH_PASS, SEARCHED,
-                          SEED, SEEDS_PASS, TRIAL_KEY, rerun_name)
+                          SEED, SEEDS_PASS, TRIAL_KEY, objective_key, rerun_name)
 
 
 SAMPLER_NAMES = {"tpe": "TPE", "random": "random sampling"}  # sampler.kind, as the console says it
@@ -165,13 +165,14 @@ def finish_pass(exp: Experiment, pass_name: str, finished: int, expected: int) -
 
 def progress_table(space: Space, pass_name: str) -> tune.CLIReporter:
     """Every `tracking.progress_s` seconds while trials train: each trial's searched values (a named trial's name),
-    epoch, this epoch's val mIoU and the best so far (Tune's CLIReporter; `search.run` selects Tune's classic
+    epoch, this epoch's val mIoU and the best so far, the space's metric and its objective (Tune's CLIReporter; `search.run` selects Tune's classic
     console output for it)."""
     columns = ({p: p for p in space.searched_names} if pass_name == SEARCH_PASS else
                {f"{FIXED_KEY}/{NAME_KEY}": "name", f"{FIXED_KEY}/arch": "arch", f"{FIXED_KEY}/lr": "lr"})
     return tune.CLIReporter(
         parameter_columns=columns,
-        metric_columns={"epoch": "epoch", "val_miou": "val_miou", "best_val_miou": "best_val_miou"},
+        metric_columns={k: k for k in ("epoch", "val_miou", "best_val_miou", space.metric,
+                                        objective_key(space.metric))},
         max_report_frequency=space.tracking.progress_s, metric=space.metric, mode="max", sort_by_metric=True,
         max_progress_rows=25, print_intermediate_tables=True)
 

@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from search import storage
 from search.experiment import Experiment
 from search.provenance import now_iso
+from search.records import with_avg5
 from search.space import Space, SpaceError
 from search.space.model import OptunaSpace
 from search.status import EXPERIMENT_FILE, TRIALS_DIR, list_files, read_location
@@ -81,7 +82,8 @@ def prior_trial(rec: dict[str, Any], space: Space, source: str) -> optuna.trial.
     if rec.get("status") not in (COMPLETED, PRUNED):
         return None
     point = project(space.optuna_space, rec.get("config") or {})
-    steps = {int(h["epoch"]): float(h[space.metric]) for h in rec.get("history") or []
+    history = with_avg5(rec.get("history") or [])
+    steps = {int(h["epoch"]): float(h[space.metric]) for h in history
              if "epoch" in h and finite(h.get(space.metric))}
     if point is None or not steps:
         return None
@@ -90,7 +92,7 @@ def prior_trial(rec: dict[str, Any], space: Space, source: str) -> optuna.trial.
                   intermediate_values=steps)
     if rec["status"] == PRUNED:
         return optuna.trial.create_trial(state=TrialState.PRUNED, **common)
-    value = (rec.get("history") or [{}])[-1].get(objective_key(space.metric))  # what this study's own trials are told
+    value = (history or [{}])[-1].get(objective_key(space.metric))  # what this study's own trials are told
     if not finite(value):
         return None
     return optuna.trial.create_trial(state=TrialState.COMPLETE, value=float(value), **common)

@@ -24,6 +24,7 @@ SCORES = [  # (header, column)
     ("status", "status"),
     ("arch", "arch"),
     ("val mIoU", "best_val_miou"),
+    ("val mIoU avg5", "max_val_miou_avg5"),
     ("val px acc", "best_val_pixel_acc"),
     ("test mIoU", "test_miou"),
     ("test px acc", "test_pixel_acc"),
@@ -147,7 +148,8 @@ def row_html(r: Row, cols: list[Column]) -> str:
     return f'<tr {attrs} data-name="{e(r.label).lower()}">{"".join(cell(c, r.values) for c in cols)}</tr>'
 
 
-NUMERIC_KEYS = {"rank", "best_val_miou", "best_val_pixel_acc", "test_miou", "test_pixel_acc", "epochs_run",
+NUMERIC_KEYS = {"rank", "best_val_miou", "max_val_miou_avg5", "best_val_pixel_acc", "test_miou", "test_pixel_acc",
+                "epochs_run",
                 "best_epoch", "pruned_at_epoch", "wall_seconds", "images_per_s", "n_seeds", *MEAN_STD}
 
 

@@ -26,7 +26,7 @@ the README says how it compares with epoch times measured side by side.
 The metric: a strategy searches on a space's `metric` as segtune does (ASHA's rungs and the study's intermediate
 values follow it epoch by epoch, a finished trial is told `objective_key(metric)`), and its incumbent is the trial
 with the highest such objective so far. `val_miou_avg5` and `max_val_miou_avg5` are computed from each curve's
-val_miou by the trainer's own function (seg.epoch_metrics.avg5), so tables recorded before they existed replay too.
+val_miou by the trainer's own function (seg.epoch_metrics.avg5_curve), so tables recorded before they existed replay too.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ from search.space.model import OptunaSpace, Param
 from search.space.schema import SamplerSpec
 from search.tune.searchers import RecordedASHA, RecordedFirstSearcher, build_sampler
 from search.vocab import objective_key
-from seg.epoch_metrics import avg5
+from seg.epoch_metrics import avg5_curve
 
 SHAPE = ("arch", "width", "skips", "batch_size")  # what an epoch's cost depends on
 CURVE_KEYS = ("epoch", "val_miou", "best_val_miou", "test_miou", "val_miou_avg5", "max_val_miou_avg5")
@@ -123,9 +123,7 @@ class Table:
 
 def with_avg5(curve: np.ndarray) -> np.ndarray:
     """A curve (rows: epochs; columns CURVE_KEYS[:4]) with val_miou_avg5 and max_val_miou_avg5 appended."""
-    vals = curve[:, 1].tolist()
-    extra = np.array([avg5(vals[:i + 1]) for i in range(len(vals))], dtype=float).reshape(len(vals), 2)
-    return np.hstack([curve, extra])
+    return np.hstack([curve, np.array(avg5_curve(curve[:, 1].tolist()), dtype=float).reshape(len(curve), 2)])
 
 
 def active_config(params: tuple[Param, ...], row: pd.Series) -> dict[str, Any]:

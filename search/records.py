@@ -18,7 +18,7 @@ from typing import Any
 from search.vocab import (COMPLETED, FAILED, FINAL_STATUSES, FIXED, FIXED_KEY, KIND_KEY, METRIC_KEYS, NAME_KEY,
                           OPTUNA_KEY, PRUNED, RUNNING, SEARCHED, TRIAL_KEY, finite, objective_key)
 from search.tune.layout import TuneTrial, read_trial_folders
-from seg.epoch_metrics import avg5
+from seg.epoch_metrics import avg5_curve
 
 TRIALS_DIR = "trials"
 # Result keys segtune adds to the trainer's metrics: `segtune_<field>` lands in the record as `<field>`, except these,
@@ -99,17 +99,12 @@ def final_status(rec: dict[str, Any]) -> dict[str, Any]:
 
 def with_avg5(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A trial's history with `val_miou_avg5` / `max_val_miou_avg5` on every epoch: recorded ones as they are,
-    derived from `val_miou` (seg.epoch_metrics.avg5) for records written before those keys existed, so an older
+    derived from `val_miou` (seg.epoch_metrics.avg5_curve) for records written before those keys existed, so an older
     experiment can warm-start a search on that metric."""
     if all("val_miou_avg5" in h for h in history):
         return history
-    vals: list[float] = []
-    out = []
-    for h in history:
-        vals.append(float(h["val_miou"]) if finite(h.get("val_miou")) else math.nan)
-        avg, top = avg5(vals)
-        out.append({"val_miou_avg5": avg, "max_val_miou_avg5": top, **h})
-    return out
+    vals = [float(h["val_miou"]) if finite(h.get("val_miou")) else math.nan for h in history]
+    return [{"val_miou_avg5": avg, "max_val_miou_avg5": top, **h} for h, (avg, top) in zip(history, avg5_curve(vals))]
 
 
 def best_val_miou(rec: dict[str, Any]) -> float | None:

@@ -41,12 +41,21 @@ def best_metrics(epoch: int, val: Mapping[str, Any], test: Mapping[str, Any] | N
             **{f"{IOU_PREFIX}{name}": v for name, v in zip(class_columns, iou)}}
 
 
-def avg5(val_mious: Sequence[float]) -> tuple[float, float]:
-    """`val_miou_avg5` and `max_val_miou_avg5` after the epochs whose val mIoU `val_mious` lists, in order: the mean
+def avg5_curve(val_mious: Sequence[float]) -> list[tuple[float, float]]:
+    """(`val_miou_avg5`, `max_val_miou_avg5`) after each epoch whose val mIoU `val_mious` lists, in order: the mean
     of the last AVG_EPOCHS (of all of them before then), and the maximum of that mean over the full windows so far
     (before epoch AVG_EPOCHS: the mean itself, since a shorter window would let an early lucky epoch count more)."""
-    means = [sum(w) / len(w) for w in (val_mious[max(0, i + 1 - AVG_EPOCHS):i + 1] for i in range(len(val_mious)))]
-    return means[-1], max(means[AVG_EPOCHS - 1:], default=means[-1])
+    out: list[tuple[float, float]] = []
+    for i in range(len(val_mious)):
+        window = val_mious[max(0, i + 1 - AVG_EPOCHS):i + 1]
+        mean = sum(window) / len(window)
+        out.append((mean, mean if i < AVG_EPOCHS or mean > out[-1][1] else out[-1][1]))
+    return out
+
+
+def avg5(val_mious: Sequence[float]) -> tuple[float, float]:
+    """(`val_miou_avg5`, `max_val_miou_avg5`) after the last epoch of `val_mious` (`avg5_curve`)."""
+    return avg5_curve(val_mious)[-1]
 
 
 def epoch_metrics(epoch: int, train_loss: float, val: Mapping[str, Any], val_mious: Sequence[float],

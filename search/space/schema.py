@@ -176,7 +176,7 @@ class SpaceFile(_Strict):
     fixed_trials: dict[str, Any] = {}  # name -> {TrainConfig field: value}; `include: file.yaml` (or a list)
     # maximised; val_miou_avg5 (the mean of 5 epochs) since one epoch's val mIoU on 213 images is too noisy to
     # rank configurations by (README "Search efficiency": bench.efficiency measured it)
-    metric: Literal["val_miou_avg5", "val_miou", "best_val_miou", "val_pixel_acc"] = "val_miou_avg5"
+    metric: Literal[METRICS] = "val_miou_avg5"  # one of METRICS (Literal of a tuple: each name)
     budget: BudgetSpec = BudgetSpec()
     scheduler: SchedulerSpec | None = SchedulerSpec()  # `scheduler: none`: searched trials run all epochs
     sampler: SamplerSpec = SamplerSpec()

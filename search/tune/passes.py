@@ -165,8 +165,8 @@ def finish_pass(exp: Experiment, pass_name: str, finished: int, expected: int) -
 
 def progress_table(space: Space, pass_name: str) -> tune.CLIReporter:
     """Every `tracking.progress_s` seconds while trials train: each trial's searched values (a named trial's name),
-    epoch, this epoch's val mIoU and the best so far, the space's metric and its objective (Tune's CLIReporter; `search.run` selects Tune's classic
-    console output for it)."""
+    epoch, this epoch's val mIoU and the best so far, the space's metric and its objective (Tune's CLIReporter;
+    `search.run` selects Tune's classic console output for it)."""
     columns = ({p: p for p in space.searched_names} if pass_name == SEARCH_PASS else
                {f"{FIXED_KEY}/{NAME_KEY}": "name", f"{FIXED_KEY}/arch": "arch", f"{FIXED_KEY}/lr": "lr"})
     return tune.CLIReporter(

@@ -149,8 +149,7 @@ def row_html(r: Row, cols: list[Column]) -> str:
 
 
 NUMERIC_KEYS = {"rank", "best_val_miou", "max_val_miou_avg5", "best_val_pixel_acc", "test_miou", "test_pixel_acc",
-                "epochs_run",
-                "best_epoch", "pruned_at_epoch", "wall_seconds", "images_per_s", "n_seeds", *MEAN_STD}
+                "epochs_run", "best_epoch", "pruned_at_epoch", "wall_seconds", "images_per_s", "n_seeds", *MEAN_STD}
 
 
 def payload(info: LeaderboardInfo) -> str:

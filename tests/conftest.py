@@ -20,8 +20,18 @@ REAL_VOC = Path(os.environ.get("SEGTUNE_VOC_ROOT", REPO.parent / "shared" / "dat
 # workers inherit it.
 os.environ["SEGTUNE_OFFLINE"] = "1"
 
-# Two cores: keep each test process from oversubscribing them.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# pytest -n N (pytest-xdist, what the README's test command uses): N worker processes share the machine.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ...; None in a plain pytest run
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKER:
+    # Each worker gets its own Ray temp dir. ray.init() without an address joins the instance it finds through
+    # <RAY_TMPDIR>/ray/ray_current_cluster, so with one shared /tmp/ray a test in one worker would join the local
+    # Ray another worker's test started (and tear it down under it). A short path: Ray's sockets live under it.
+    os.environ["RAY_TMPDIR"] = f"/tmp/rt-{WORKER}"
+    os.makedirs(os.environ["RAY_TMPDIR"], exist_ok=True)
+
+# Two cores: keep each test process from oversubscribing them (one thread per worker when two workers share them).
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // WORKERS))
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +72,4 @@ def tiny_cfg(synthetic_root, tmp_path):
         dict(dataset="voc", data_root=str(synthetic_root), image_size=32, batch_size=4, epochs=2, lr=1e-3, width=0.25,
              cache_dir=str(tmp_path / "cache"), device="cpu", num_masks=2)
     )
+

@@ -93,6 +93,8 @@ def run(table: Table, workers: int, seeds: int, budget_s: float, grace: int, red
         out["strategies"][name] = {
             "seeds": len(rs), "reach_share_median": _median(reach), "reach_share": reach,
             "test_at_paper_compute": _quartiles(at_paper), "test_at_budget": _quartiles(at_budget),
+            # the goal as a rate, steadier than a median that jumps between the table's few good configurations
+            "beats_paper_share": _share_above(at_paper, paper_test),
             "trials_median": float(np.median([r.trials for r in rs])),
             "epochs_median": float(np.median([r.epochs for r in rs])),
             # the nearest-configuration approximation's effect: how far proposals lay from what they trained, and
@@ -135,6 +137,12 @@ def _median(xs: list[float]) -> float:
     return float(np.median(xs)) if xs else math.nan
 
 
+def _share_above(xs: list[float], bar: float) -> float:
+    """The share of seeds whose figure is above the bar (nan where no seed has a figure)."""
+    a = np.array(xs, dtype=float)
+    return math.nan if np.isnan(a).all() else float(np.mean(a[~np.isnan(a)] > bar))
+
+
 def _quartiles(xs: list[float]) -> dict[str, float]:
     a = np.array(xs, dtype=float)
     if np.isnan(a).all():
@@ -157,11 +165,13 @@ def markdown(result: dict[str, Any]) -> str:
                   f"{w['random_final_test_miou']:.4f}; the paper's seven: {w['paper_best_test_miou']:.4f} in "
                   f"{w['paper_compute_s'] / 3600:.1f} h", "",
                   "| strategy | compute to reach random's final (share of budget) | test mIoU at the paper's compute "
-                  "| test mIoU at the budget | trials started |", "|---|---|---|---|---|"]
+                  "| seeds above the paper's best at its compute | test mIoU at the budget | trials started |",
+                  "|---|---|---|---|---|---|"]
         for name, s in w["strategies"].items():
             reach = s["reach_share_median"]
             lines.append(f"| {name} | {'not reached' if not math.isfinite(reach) else f'{reach:.2f}'} | "
-                         f"{_cell(s['test_at_paper_compute'])} | {_cell(s['test_at_budget'])} | "
+                         f"{_cell(s['test_at_paper_compute'])} | {_pct(s['beats_paper_share'])} | "
+                         f"{_cell(s['test_at_budget'])} | "
                          f"{s['trials_median']:.0f} |")
         ours = w["strategies"][DEFAULT]
         lines += ["", f"The nearest-configuration approximation at W = {w['workers']}: a proposal of {DEFAULT} lay at "
@@ -175,6 +185,10 @@ def _cell(q: dict[str, float]) -> str:
     if not math.isfinite(q["median"]):
         return "—"
     return f"{q['median']:.4f} ({q['q25']:.4f}–{q['q75']:.4f})"
+
+
+def _pct(share: float) -> str:
+    return f"{share:.0%}" if math.isfinite(share) else "—"
 
 
 def page(result: dict[str, Any]) -> str:

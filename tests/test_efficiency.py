@@ -118,6 +118,8 @@ def test_efficiency_command_writes_json_page_and_table(table_path, tmp_path, cap
     assert paper_row == pytest.approx(w["paper_best_test_miou"])
     within = w["paper_compute_s"] <= w["budget_s"]
     assert math.isfinite(rnd["test_at_paper_compute"]["median"]) == within
+    assert (0 <= rnd["beats_paper_share"] <= 1) if within else math.isnan(rnd["beats_paper_share"])
+    assert w["strategies"][efficiency.PAPER]["beats_paper_share"] == 0  # its own best is not above itself
     html = out.with_suffix(".html").read_text()
     assert "plotly" in html.lower() and "TPE + ASHA (segtune)" in html
     printed = capsys.readouterr().out
@@ -130,6 +132,7 @@ def test_efficiency_command_writes_json_page_and_table(table_path, tmp_path, cap
     (w6,) = again["by_workers"]
     assert w6["paper_compute_s"] > w6["budget_s"]  # the paper's rows outlast 6 trials: no figure there
     assert not math.isfinite(w6["strategies"]["random"]["test_at_paper_compute"]["median"])
+    assert math.isnan(w6["strategies"]["random"]["beats_paper_share"])
     text = readme.read_text()
     assert "PLACEHOLDER" not in text and "| TPE + ASHA (segtune) |" in text and text.endswith("<!-- efficiency:end -->\nafter\n")
     assert "| TPE + ASHA (segtune) |" in printed and "random search's final test mIoU" in printed
@@ -191,3 +194,10 @@ def test_a_search_on_the_5_epoch_mean_ranks_its_trials_by_it(table_path):
     tops = {float(v) for cs in table.curves for c in cs for v in c[:, col["max_val_miou_avg5"]]}
     singles = {float(v) for cs in table.curves for c in cs for v in c[:, col["best_val_miou"]]}
     assert run.val and all(v in tops for v in run.val) and not all(v in singles for v in run.val)
+
+
+@pytest.mark.parametrize("xs, bar, want", [([0.1, 0.2, 0.3, 0.4], 0.25, 0.5), ([0.1, math.nan, 0.3], 0.2, 0.5),
+                                           ([0.2, 0.2], 0.2, 0.0), ([math.nan, math.nan], 0.1, math.nan)])
+def test_share_of_seeds_above_the_paper(xs, bar, want):
+    got = efficiency._share_above(xs, bar)
+    assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want)

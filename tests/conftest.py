@@ -72,4 +72,3 @@ def tiny_cfg(synthetic_root, tmp_path):
         dict(dataset="voc", data_root=str(synthetic_root), image_size=32, batch_size=4, epochs=2, lr=1e-3, width=0.25,
              cache_dir=str(tmp_path / "cache"), device="cpu", num_masks=2)
     )
-

@@ -66,6 +66,7 @@ class Profile:
     batch_sizes: tuple[int, ...]
     image_size: int  # px, square
     steps: int  # timed batches per measurement
+    rounds: int  # interleaved rounds per measurement (the median is reported)
     warmup: int  # batches before timing; covers torch.compile and CUDA-graph capture
     # the paper search
     search_image_size: int  # px
@@ -86,7 +87,8 @@ class Profile:
 GPU = Profile(
     name="gpu", hide_gpus=False, time_budget_s=460,
     budgets_s=(("pytest_gpu", 60), ("throughput", 200), ("search", 160)),
-    archs=("fcn", "fcn_dilated", "resnet34_fcn", "unet"), batch_sizes=(16, 64), image_size=224, steps=15, warmup=5,
+    archs=("fcn", "fcn_dilated", "resnet34_fcn", "unet"), batch_sizes=(16, 64), image_size=224, steps=15, rounds=3,
+    warmup=5,
     search_image_size=224, epochs_scale=0.5, split_counts=(209, 213, 210), synthetic_size=400,
     trial_cpus=2, trial_gpus=0.25, trials_per_gpu=4, num_cpus=None,
 )
@@ -96,7 +98,7 @@ GPU = Profile(
 DRY_RUN = Profile(
     name="dry-run", hide_gpus=True, time_budget_s=900,
     budgets_s=(("pytest_gpu", 180), ("throughput", 300), ("search", 420)),
-    archs=("fcn",), batch_sizes=(2, 4), image_size=32, steps=2, warmup=1,
+    archs=("fcn",), batch_sizes=(2, 4), image_size=32, steps=2, rounds=1, warmup=1,
     search_image_size=64, epochs_scale=0.01, split_counts=(16, 8, 8), synthetic_size=64,
     trial_cpus=1, trial_gpus=0.25, trials_per_gpu=4, num_cpus=2,
 )
@@ -254,7 +256,8 @@ def run_throughput(profile: Profile, out: Path, scratch: Path, timeout_s: float)
     # the search step measures four trials sharing the GPU in earnest
     cmd = [sys.executable, "-m", "bench.throughput", "--archs", *profile.archs,
            "--batch-sizes", *map(str, profile.batch_sizes), "--image-size", str(profile.image_size),
-           "--steps", str(profile.steps), "--warmup", str(profile.warmup), "--workers", "0", "--packing",
+           "--steps", str(profile.steps), "--rounds", str(profile.rounds), "--warmup", str(profile.warmup),
+           "--workers", "0", "--packing",
            "--synthetic", str(scratch / "throughput-voc"), "--synthetic-size", str(profile.synthetic_size),
            "--out", str(report)]
     step = run_step("throughput", cmd, out / "throughput.log", timeout_s, child_env(profile.hide_gpus))

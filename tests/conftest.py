@@ -31,7 +31,12 @@ if WORKER:
     os.makedirs(os.environ["RAY_TMPDIR"], exist_ok=True)
 
 # Two cores: keep each test process from oversubscribing them (one thread per worker when two workers share them).
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // WORKERS))
+# The subprocesses a test starts (search.run, seg.predict, bench.*) inherit it through OMP_NUM_THREADS: OpenMP
+# threads spin while they wait, so a 2-thread child beside the other worker's test ran up to 5x slower (the
+# gpu_check dry run's throughput step: 8 s alone, 48 s under -n 2). Ray trials set their own from resources.cpus.
+THREADS = max(1, min(2, os.cpu_count() or 1) // WORKERS)
+torch.set_num_threads(THREADS)
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 
 @pytest.fixture(scope="session")

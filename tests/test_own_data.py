@@ -369,8 +369,12 @@ def test_search_export_predict_reproduces_the_leaderboards_test_miou(tmp_path):
     assert abs(at_training_size - best["test_miou"]) <= 1e-4
     # the own-size figure is informative only (other pixels, other resampling); where each own-size pixel lands
     # is checked exactly by test_predicted_masks_land_on_each_images_own_pixels
-    # an smp trial exports and predicts the same way
+    # an smp trial exports and predicts the same way (the commands' main() in this process: the subprocesses
+    # above already ran them as `python -m`)
+    from search.export import main as export
+    from seg.predict import main as predict
+
     smp = board[board["arch"] == "smp_unet"].iloc[0]
-    _run("search.export", str(exp), "--trial", smp["name"], "--out", str(tmp_path / "model-smp"))
-    _run("seg.predict", str(tmp_path / "model-smp"), test.images[0], "--out", str(tmp_path / "pred-smp"))
+    assert export([str(exp), "--trial", smp["name"], "--out", str(tmp_path / "model-smp")]) == 0
+    assert predict([str(tmp_path / "model-smp"), str(test.images[0]), "--out", str(tmp_path / "pred-smp")]) == 0
     assert Image.open(tmp_path / "pred-smp" / f"{test.ids[0]}.png").size == Image.open(test.images[0]).size

@@ -5,8 +5,8 @@ Moments (no sleeps: the driver is stopped by fault hooks, see search/faults.py a
   * before any trial finished (trials held after epoch 2), with a second run of the same experiment started
     meanwhile (refused by the lock), the newest checkpoint of one trial corrupted and the results folder moved
     before the rerun;
-  * while the leaderboard is being written after the first finished trial (tmp written, not yet renamed);
-  * while the leaderboard is being written after the last trial finished (in the search pass);
+  * while the leaderboard is being written after the first finished trial (tmp written, not yet renamed), then,
+    in the rerun of the same experiment, while it is written after the last trial finished (in the search pass);
   * while the final report is written, after both trials finished (the rerun of the first case).
 Every step's limit comes from one budget per test (faultlib.Budget), under the test's pytest timeout.
 """
@@ -115,27 +115,36 @@ SEARCH_BODY = """
 N_TRIALS = 4
 
 
-@pytest.mark.parametrize("nth_write", [1, N_TRIALS], ids=["after-first-trial", "after-last-trial"])
-def test_kill_while_the_leaderboard_is_written(tmp_path, synthetic_root, nth_write):
+def test_kill_while_the_leaderboard_is_written_after_the_first_and_after_the_last_trial(tmp_path, synthetic_root):
+    # One experiment, killed twice: the first run in the leaderboard write after its first finished trial, the
+    # rerun in the write after the last trial finished; a third run completes. The table writer of each pass writes
+    # after the pass's first finished trial and when the pass ends (TableWriter), so the rerun's 4th write is the
+    # search pass's last: fixed 'two' finished (1), fixed pass closed (2), first searched trial (3), search closed (4).
     space = space_yaml(tmp_path, synthetic_root, SEARCH_BODY, name="lb")
     results = tmp_path / "results"
-    exp, cmd, log = results / "lb", cli(space, results), tmp_path / "first.log"
+    exp, cmd = results / "lb", cli(space, results)
     budget = Budget(TIMEOUT_S - 30)
-    first = start(cmd, log, SEGTUNE_FAULT=f"kill_before_rename:{LEADERBOARD_FILE}:{nth_write}")
-    try:
-        rc = wait_for(lambda: first.poll(), budget.left(), "the driver killing itself in the leaderboard write", None, log)
-        assert rc == -9, log.read_text()[-3000:]
-    finally:
-        kill_group(first)
-    assert list(exp.glob(".leaderboard.parquet.tmp-*")), "killed between writing the tmp file and the rename"
-    board, _ = read_tables(exp)  # the previous complete version, or none yet
-    done = finished(exp)
-    assert len(done) == min(nth_write, N_TRIALS)
-    if nth_write == 1:
-        assert board is None
-    else:
-        assert board["status"].isin(["completed", "pruned", "failed"]).sum() == min(nth_write - 1, N_TRIALS)
-    before = {t: snapshot(r) for t, r in done.items()}
+    before: dict[str, dict] = {}
+    for nth_write, n_finished, n_on_board in ((1, 1, None), (4, N_TRIALS, N_TRIALS - 1)):
+        log = tmp_path / f"killed-at-write-{nth_write}.log"
+        proc = start(cmd, log, SEGTUNE_FAULT=f"kill_before_rename:{LEADERBOARD_FILE}:{nth_write}")
+        try:
+            wait_for(lambda p=proc: p.poll() is not None, budget.left(),
+                     "the driver killing itself in the leaderboard write", None, log)
+            assert proc.returncode == -9, log.read_text()[-3000:]
+        finally:
+            kill_group(proc)
+        assert list(exp.glob(".leaderboard.parquet.tmp-*")), "killed between writing the tmp file and the rename"
+        board, _ = read_tables(exp)  # the previous complete version, or none yet
+        done = finished(exp)
+        assert len(done) == n_finished, (nth_write, log.read_text()[-3000:])
+        if n_on_board is None:
+            assert board is None
+        else:
+            assert board["status"].isin(["completed", "pruned", "failed"]).sum() == n_on_board
+        for tid, snap in before.items():  # finished before the first kill: not trained again by the rerun
+            assert snapshot(done[tid]) == snap, tid
+        before = {t: snapshot(r) for t, r in done.items()}
 
     out = run(cmd, timeout=budget.left())
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

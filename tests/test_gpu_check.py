@@ -202,7 +202,10 @@ def test_search_figures_list_trials_a_timed_out_run_never_started(tmp_path):
 def test_dry_run_runs_every_step_and_writes_the_summary(tmp_path):
     out, scratch = tmp_path / "out", tmp_path / "scratch"
     cmd = [sys.executable, "-m", "bench.gpu_check", "--dry-run", "--out", str(out), "--scratch", str(scratch)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=800)
+    # two threads, as on a user's CPU (the suite's own one-thread setting would skip bench.throughput's one-thread
+    # comparison row, which no other test runs)
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=800, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     s = json.loads((out / "summary.json").read_text())
     assert s["mode"] == "dry-run" and s["ok"] is True and s["finished_at"]
@@ -222,6 +225,7 @@ def test_dry_run_runs_every_step_and_writes_the_summary(tmp_path):
         assert set(by_batch) == {str(b) for b in gpu_check.DRY_RUN.batch_sizes}
         for loops in by_batch.values():
             assert "reference, 0 workers" in loops and "cached data, fp32" in loops
+            assert any(name.endswith(", 1 thread") for name in loops), loops  # what one CPU trial gets
             assert all(v > 0 for v in loops.values())
     se = s["steps"]["search"]["figures"]
     assert se["wall_seconds"] > 0 and se["leaderboard"] == "leaderboard.parquet"
